@@ -1,0 +1,138 @@
+"""Tasks: where the sources and labels come from, split into train and held-out tensors.
+
+Data lives in memory as tensors and is cut into batches by index (no DataLoader, no
+workers): for small models the per-batch overhead of a DataLoader dominates training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rine.errors import RineError
+from rine.info import entropy_bits
+from rine.pmf import load_pmf
+
+
+@dataclass
+class Split:
+    sources: list[torch.Tensor]  # one [N, ...] float tensor per source
+    y: torch.Tensor  # [N] int64 class indices
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class TaskData:
+    name: str
+    train: Split
+    heldout: Split
+    n_classes: int
+    h_y_bits: float
+    h_y_basis: str  # "exact" (known distribution) or "empirical" (training labels)
+    reference: dict | None = None  # exact measures, when the distribution is known
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def input_dims(self) -> list[int]:
+        return [int(np.prod(s.shape[1:])) for s in self.train.sources]
+
+
+class TensorBatches:
+    """An iterable of (sources, y) minibatches; reshuffled on every pass when `shuffle`."""
+
+    def __init__(self, split: Split, batch_size: int, shuffle: bool, seed: int = 0):
+        self.split = split
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _starts(self) -> range:
+        n = len(self.split)
+        # A trailing batch of one sample would break BatchNorm in training: drop it.
+        stop = n - 1 if self.shuffle and n % self.batch_size == 1 else n
+        return range(0, stop, self.batch_size)
+
+    def __len__(self) -> int:
+        return len(self._starts())
+
+    def __iter__(self):
+        n = len(self.split)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        for start in self._starts():
+            if order is None:
+                idx = slice(start, start + self.batch_size)
+            else:
+                idx = order[start : start + self.batch_size]
+            yield [s[idx] for s in self.split.sources], self.split.y[idx]
+
+
+def empirical_entropy_bits(y: torch.Tensor, n_classes: int) -> float:
+    counts = torch.bincount(y, minlength=n_classes).double()
+    return entropy_bits((counts / counts.sum()).numpy())
+
+
+class DiscreteTask:
+    """Samples a dataset from a finite joint pmf; each source is fed one-hot.
+
+    `true_redundancy` names the exact measure(s) taken as the accepted true redundancy of
+    this distribution, as [low, high] (equal for a point value), e.g. [i_wedge, i_wedge]
+    for RDNXOR or [i_wedge, min_mi_sources] for AND's [0, 0.311] bits. Null when unknown.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        pmf: str,
+        n_samples: int = 10_000,
+        holdout_fraction: float = 0.2,
+        true_redundancy: list[str] | None = None,
+    ):
+        if n_samples < 10:
+            raise RineError(f"task.n_samples={n_samples} is too small; use at least 10")
+        if not 0 < holdout_fraction < 1:
+            raise RineError(f"task.holdout_fraction={holdout_fraction} must be in (0, 1)")
+        self.name = name
+        self.pmf = load_pmf(pmf)
+        self.n_samples = n_samples
+        self.holdout_fraction = holdout_fraction
+        self.true_redundancy = list(true_redundancy) if true_redundancy else None
+
+    def reference(self) -> dict:
+        measures = self.pmf.exact_measures()
+        if self.true_redundancy:
+            unknown = [m for m in self.true_redundancy if m not in measures]
+            if unknown or len(self.true_redundancy) != 2:
+                raise RineError(
+                    f"task.true_redundancy={self.true_redundancy} must name two of: {', '.join(measures)}"
+                )
+            measures["true_redundancy"] = [measures[m] for m in self.true_redundancy]
+        else:
+            measures["true_redundancy"] = None
+        return measures
+
+    def setup(self, seed: int) -> TaskData:
+        rng = np.random.default_rng(seed)
+        symbols, y = self.pmf.sample(self.n_samples, rng)
+        onehots = [
+            F.one_hot(torch.from_numpy(s), len(names)).float()
+            for s, names in zip(symbols, self.pmf.source_symbols)
+        ]
+        y = torch.from_numpy(y)
+        n_train = self.n_samples - math.ceil(self.n_samples * self.holdout_fraction)
+        reference = self.reference()
+        return TaskData(
+            name=self.name,
+            train=Split([s[:n_train] for s in onehots], y[:n_train]),
+            heldout=Split([s[n_train:] for s in onehots], y[n_train:]),
+            n_classes=self.pmf.n_classes,
+            h_y_bits=reference["h_y"],
+            h_y_basis="exact",
+            reference=reference,
+            class_names=list(self.pmf.target_symbols),
+        )

@@ -1,0 +1,137 @@
+"""Finite joint distributions p(x1, ..., xn, y) read from CSV, their exact measures, sampling.
+
+CSV format: one column per source named x1..xn, a target column y, and a probability
+column p (decimals or fractions such as 1/8). Symbols are arbitrary strings.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from rine.errors import RineError
+from rine.info import entropy_bits, gacs_korner_redundancy_bits, marginal, mutual_information_bits
+
+SHIPPED_DIR = Path(__file__).parent / "pmfs"
+SUM_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class JointPmf:
+    """A dense joint pmf; axes are the sources in order, then the target."""
+
+    table: np.ndarray
+    source_symbols: tuple[tuple[str, ...], ...]
+    target_symbols: tuple[str, ...]
+
+    @property
+    def n_sources(self) -> int:
+        return len(self.source_symbols)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.target_symbols)
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+        """n iid draws; returns one integer-symbol array per source and the labels."""
+        flat = self.table.ravel()
+        cells = rng.choice(flat.size, size=n, p=flat / flat.sum())
+        coords = np.unravel_index(cells, self.table.shape)
+        return [c.astype(np.int64) for c in coords[:-1]], coords[-1].astype(np.int64)
+
+    def exact_measures(self) -> dict:
+        """Entropy of Y, each source's and the joint mutual information, and I∧ (bits)."""
+        n = self.n_sources
+        mi_sources = [mutual_information_bits(self.table, [i], [n]) for i in range(n)]
+        return {
+            "h_y": entropy_bits(marginal(self.table, [n])),
+            "mi_sources": mi_sources,
+            "mi_joint": mutual_information_bits(self.table, list(range(n)), [n]),
+            "i_wedge": gacs_korner_redundancy_bits(self.table),
+            "min_mi_sources": min(mi_sources),
+        }
+
+
+def resolve_pmf_path(name_or_path: str) -> Path:
+    """A shipped table's name (e.g. 'rdnxor') or a path to a CSV file."""
+    shipped = SHIPPED_DIR / f"{name_or_path}.csv"
+    if shipped.is_file():
+        return shipped
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        names = ", ".join(sorted(p.stem for p in SHIPPED_DIR.glob("*.csv")))
+        raise RineError(
+            f"pmf file not found: {name_or_path!r}; give a CSV path or one of: {names}"
+        )
+    return path
+
+
+def _parse_probability(text: str, where: str) -> Fraction:
+    try:
+        value = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise RineError(f"{where}: p={text!r} is not a number; write a decimal or a fraction like 1/8") from None
+    if value < 0:
+        raise RineError(f"{where}: p={text} is negative; probabilities must be >= 0")
+    return value
+
+
+def load_pmf(name_or_path: str) -> JointPmf:
+    path = resolve_pmf_path(name_or_path)
+    with path.open(newline="") as f:
+        rows = list(csv.reader(row for row in f if row.strip() and not row.lstrip().startswith("#")))
+    if not rows:
+        raise RineError(f"{path}: the file is empty; expected a header x1,x2,...,y,p and one row per outcome")
+    header = [h.strip() for h in rows[0]]
+    source_cols = sorted(
+        (h for h in header if re.fullmatch(r"x[1-9][0-9]*", h)), key=lambda h: int(h[1:])
+    )
+    missing = [c for c in ("y", "p") if c not in header]
+    if missing:
+        raise RineError(f"{path}: missing column(s) {', '.join(missing)}; expected columns x1..xn, y, p")
+    if source_cols != [f"x{i + 1}" for i in range(len(source_cols))]:
+        raise RineError(f"{path}: source columns must be x1, x2, ... without gaps; found {', '.join(source_cols) or 'none'}")
+    if len(source_cols) < 2:
+        raise RineError(f"{path}: found {len(source_cols)} source column(s); redundancy needs at least two (x1, x2)")
+    extra = set(header) - set(source_cols) - {"y", "p"}
+    if extra:
+        raise RineError(f"{path}: unexpected column(s) {', '.join(sorted(extra))}; expected columns x1..xn, y, p")
+    body = rows[1:]
+    if not body:
+        raise RineError(f"{path}: no outcomes after the header; add one row per (x1..xn, y) with its probability p")
+
+    columns = source_cols + ["y"]
+    index = {h: header.index(h) for h in columns + ["p"]}
+    symbols: dict[str, list[str]] = {c: [] for c in columns}
+    cells: dict[tuple[int, ...], Fraction] = {}
+    for line_no, row in enumerate(body, start=2):
+        where = f"{path}, line {line_no}"
+        if len(row) != len(header):
+            raise RineError(f"{where}: expected {len(header)} fields, found {len(row)}")
+        key = []
+        for c in columns:
+            s = row[index[c]].strip()
+            if s not in symbols[c]:
+                symbols[c].append(s)
+            key.append(symbols[c].index(s))
+        if tuple(key) in cells:
+            raise RineError(f"{where}: outcome {tuple(row[index[c]].strip() for c in columns)} is listed twice")
+        cells[tuple(key)] = _parse_probability(row[index["p"]], where)
+
+    total = sum(cells.values())
+    if abs(float(total) - 1.0) > SUM_TOLERANCE:
+        raise RineError(f"{path}: probabilities sum to {float(total):.6g}, not 1; fix the p column")
+    table = np.zeros([len(symbols[c]) for c in columns])
+    for key, p in cells.items():
+        table[key] = float(p)
+    table /= table.sum()  # remove decimal round-off within the tolerance
+    return JointPmf(
+        table=table,
+        source_symbols=tuple(tuple(symbols[c]) for c in source_cols),
+        target_symbols=tuple(symbols["y"]),
+    )

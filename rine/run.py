@@ -1,0 +1,221 @@
+"""One RINE run from a composed config: build, train, and write results.json atomically.
+
+train.py calls `run` inside Hydra; scripts and tests call it directly with a config
+composed by `compose_config`, so every entry point trains through the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from rine.data import TensorBatches
+from rine.errors import RineError
+from rine.estimator import BETA_SCHEDULES, BetaSchedule, RedundancyEstimator
+
+RESULTS_FILE = "results.json"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def quiet_framework_output() -> None:
+    """Keep the console to our own lines: Lightning's banner stays in train.log only."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            handler.setLevel(logging.WARNING)
+    # Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates; nothing for users to do.
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=Warning)
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """The config train.py would see for these overrides (for scripts, tests, notebooks)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides or []))
+
+
+def _finite_or_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w") as f:
+        json.dump(_finite_or_none(data), f, indent=2, allow_nan=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Reject settings that would train something meaningless, before anything is written."""
+    beta = cfg.beta
+    if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not math.isfinite(beta) or beta < 0:
+        raise RineError(f"beta={beta} is invalid; the agreement weight must be a number >= 0")
+    if cfg.beta_schedule not in BETA_SCHEDULES:
+        raise RineError(f"beta_schedule={cfg.beta_schedule} is unknown; choose one of: {', '.join(BETA_SCHEDULES)}")
+    gamma = cfg.gamma
+    if not isinstance(gamma, (int, float)) or not 0 < gamma <= 1:
+        raise RineError(f"gamma={gamma} is invalid; the β annealing rate must be in (0, 1] (paper: 0.97)")
+    epochs = cfg.trainer.max_epochs
+    if not isinstance(epochs, int) or epochs < 1:
+        raise RineError(f"trainer.max_epochs={epochs} is invalid; train for at least 1 epoch")
+    if not isinstance(cfg.seed, int):
+        raise RineError(f"seed={cfg.seed} is invalid; use an integer")
+    if not isinstance(cfg.report.last_epochs, int) or cfg.report.last_epochs < 1:
+        raise RineError(f"report.last_epochs={cfg.report.last_epochs} is invalid; average at least 1 epoch")
+
+
+def summarize(history: list[dict[str, float]], last_epochs: int, n_sources: int) -> dict:
+    """The reported figures: the mean of the last `last_epochs` held-out epochs, and the final epoch."""
+    tail = history[-last_epochs:]
+
+    def mean(key: str) -> float:
+        return sum(h[key] for h in tail) / len(tail)
+
+    sources = [f"x{i + 1}" for i in range(n_sources)]
+    final = history[-1]
+    return {
+        "redundancy_bits": mean("val/redundancy_bits"),
+        "redundancy_bits_final": final["val/redundancy_bits"],
+        "usable_info_bits": [mean(f"val/usable_info_bits_{s}") for s in sources],
+        "usable_info_bits_final": [final[f"val/usable_info_bits_{s}"] for s in sources],
+        "distance": mean("val/distance"),
+        "distance_final": final["val/distance"],
+        "accuracy": [mean(f"val/acc_{s}") for s in sources],
+        "reduction": f"mean of the last {len(tail)} epochs of the held-out curve",
+        "curve": {
+            "redundancy_bits": [h["val/redundancy_bits"] for h in history],
+            "distance": [h["val/distance"] for h in history],
+            "beta": [h["beta"] for h in history],
+        },
+    }
+
+
+def _build_loggers(cfg: DictConfig, run_dir: Path) -> list:
+    loggers = []
+    for name, logger_cfg in (cfg.logger or {}).items():
+        if "Wandb" in str(logger_cfg.get("_target_", "")):
+            # Never reach for the network unless the user chose a mode (e.g. WANDB_MODE=online).
+            os.environ.setdefault("WANDB_MODE", "offline")
+        loggers.append(instantiate(logger_cfg, save_dir=str(run_dir)))
+    return loggers
+
+
+def _finish_loggers(loggers: list) -> None:
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger":
+            import wandb
+
+            wandb.finish()  # each multirun job gets its own W&B run
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> dict:
+    pl.seed_everything(cfg.seed, verbose=False)
+    task = instantiate(cfg.task)
+    data = task.setup(cfg.seed)
+    decoders = [
+        instantiate(cfg.model.decoder, input_shape=tuple(s.shape[1:]), n_classes=data.n_classes)
+        for s in data.train.sources
+    ]
+    module = RedundancyEstimator(
+        decoders,
+        h_y_bits=data.h_y_bits,
+        optimizer=instantiate(cfg.model.optimizer),
+        lr_decay=cfg.model.lr_decay,
+        distance_normalization=cfg.distance.normalize,
+    )
+    callbacks = [BetaSchedule(cfg.beta, cfg.gamma, cfg.beta_schedule)]
+    if cfg.trainer.get("enable_checkpointing", True):
+        callbacks.append(
+            pl.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
+        )
+    loggers = _build_loggers(cfg, run_dir)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
+    try:
+        trainer.fit(
+            module,
+            train_dataloaders=TensorBatches(data.train, cfg.model.batch_size, shuffle=True, seed=cfg.seed),
+            val_dataloaders=TensorBatches(data.heldout, cfg.model.eval_batch_size, shuffle=False),
+        )
+    finally:
+        _finish_loggers(loggers)
+    if len(module.history) < cfg.trainer.max_epochs:
+        raise RineError(f"training stopped after {len(module.history)} of {cfg.trainer.max_epochs} epochs")
+    return {
+        **summarize(module.history, cfg.report.last_epochs, module.n_sources),
+        "h_y_bits": data.h_y_bits,
+        "h_y_basis": data.h_y_basis,
+        "reference": data.reference,
+        "n_sources": module.n_sources,
+        "n_classes": data.n_classes,
+        "n_train": len(data.train),
+        "n_heldout": len(data.heldout),
+        "epochs": len(module.history),
+    }
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Train one estimate and write `run_dir/results.json`; returns the results."""
+    validate_config(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml")
+    results_path = run_dir / RESULTS_FILE
+    base = {
+        "task": cfg.task.name,
+        "beta": cfg.beta,
+        "beta_schedule": cfg.beta_schedule,
+        "gamma": cfg.gamma,
+        "seed": cfg.seed,
+        "width": cfg.get("width"),
+        "max_epochs": cfg.trainer.max_epochs,
+        "distance_normalization": cfg.distance.normalize,
+        "run_dir": str(run_dir),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    # A run that dies says so; one killed outright leaves "running", never "complete".
+    write_json_atomic(results_path, {"status": "running", **base})
+    start = time.perf_counter()
+    try:
+        outcome = _train(cfg, run_dir)
+    except BaseException as error:
+        write_json_atomic(
+            results_path,
+            {"status": "failed", **base, "error": f"{type(error).__name__}: {error}",
+             "wall_seconds": time.perf_counter() - start},
+        )
+        raise
+    results = {"status": "complete", **base, **outcome, "wall_seconds": time.perf_counter() - start}
+    write_json_atomic(results_path, results)
+    return results
+
+
+def format_summary(results: dict) -> str:
+    """One line: task, β, the estimate, the exact value when known, and where it was written."""
+    line = f"{results['task']}  beta={results['beta']:g}  I∩ = {results['redundancy_bits']:.2f} bits"
+    truth = (results.get("reference") or {}).get("true_redundancy")
+    if truth:
+        low, high = truth
+        exact = f"{low:.2f}" if abs(high - low) < 5e-3 else f"{low:.2f}–{high:.2f}"
+        line += f"  (exact {exact})"
+    return f"{line}  -> {results['run_dir']}"

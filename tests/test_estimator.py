@@ -1,0 +1,85 @@
+"""The objective's parts: the agreement distance, the β schedule, and the reported bits."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from rine.estimator import BetaSchedule, RedundancyEstimator, annealed_beta, prediction_distance
+
+
+def test_distance_two_sources_by_hand():
+    p1 = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    p2 = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
+    probs = torch.stack([p1, p2])
+    # Per-sample L1: 2 and 0; batch mean 1; divided by K=2: 0.5.
+    assert prediction_distance(probs, "none").item() == pytest.approx(1.0)
+    assert prediction_distance(probs, "classes").item() == pytest.approx(0.5)
+
+
+def test_distance_three_sources_is_the_mean_over_pairs():
+    a = torch.tensor([[1.0, 0.0, 0.0]])
+    b = torch.tensor([[0.0, 1.0, 0.0]])
+    c = torch.tensor([[1.0, 0.0, 0.0]])
+    probs = torch.stack([a, b, c])
+    # Pairs (a,b)=2, (a,c)=0, (b,c)=2 -> mean 4/3; / K=3 -> 4/9.
+    assert prediction_distance(probs, "none").item() == pytest.approx(4 / 3)
+    assert prediction_distance(probs, "classes").item() == pytest.approx(4 / 9)
+
+
+def test_distance_is_zero_for_identical_predictions_and_one_source():
+    p = torch.softmax(torch.randn(2, 5, 4, generator=torch.Generator().manual_seed(0)), -1)
+    same = torch.stack([p[0], p[0]])
+    assert prediction_distance(same).item() == 0.0
+    assert prediction_distance(p[:1]).item() == 0.0
+
+
+def test_beta_schedule_values():
+    assert annealed_beta(15, 0, 0.97, "annealed") == 0.0
+    assert annealed_beta(15, 1, 0.97, "annealed") == pytest.approx(15 * 0.03)
+    assert annealed_beta(50, 29, 0.97, "annealed") == pytest.approx(50 * (1 - 0.97**29))
+    assert annealed_beta(50, 29, 0.97, "annealed") == pytest.approx(0.59 * 50, abs=0.2)
+    assert annealed_beta(50, 0, 0.97, "fixed") == 50.0
+    assert annealed_beta(50, 10, 1.0, "annealed") == 0.0  # gamma = 1: never switched on
+
+
+def test_beta_callback_sets_the_module_beta_each_epoch_and_checkpoints_it():
+    callback = BetaSchedule(beta=10, gamma=0.5, schedule="annealed")
+    module = nn.Module()
+
+    class FakeTrainer:
+        current_epoch = 2
+
+    callback.on_train_epoch_start(FakeTrainer(), module)
+    assert module.beta == pytest.approx(10 * (1 - 0.25))
+    restored = BetaSchedule(beta=10, gamma=0.5)
+    restored.load_state_dict(callback.state_dict())
+    assert restored.current_beta == pytest.approx(7.5)
+
+
+class ConstantLogits(nn.Module):
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = nn.Parameter(torch.tensor(logits))
+
+    def forward(self, x):
+        return self.logits.expand(len(x), -1)
+
+
+def test_reported_bits_are_h_y_minus_mean_cross_entropy():
+    # Decoder 1 predicts uniform over 4 classes (CE = 2 bits); decoder 2 puts prob 1/2 on
+    # the true class 0 and 1/6 elsewhere (CE = 1 bit). With H(Y) = 2 bits:
+    # usable = 0 and 1 bits, redundancy = 2 - 1.5 = 0.5 bits.
+    uniform = ConstantLogits([0.0, 0.0, 0.0, 0.0])
+    half = ConstantLogits([math.log(3.0), 0.0, 0.0, 0.0])
+    module = RedundancyEstimator([uniform, half], h_y_bits=2.0, optimizer=torch.optim.SGD)
+    y = torch.zeros(8, dtype=torch.long)
+    ce, distance, correct = module._evaluate([torch.zeros(8, 1), torch.zeros(8, 1)], y)
+    module._accumulate("val", ce, distance, correct, len(y))
+    metrics = module._epoch_metrics("val")
+    assert metrics["val/usable_info_bits_x1"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["val/usable_info_bits_x2"] == pytest.approx(1.0, abs=1e-6)
+    assert metrics["val/redundancy_bits"] == pytest.approx(0.5, abs=1e-6)
+    # |(1/4,1/4,1/4,1/4) - (1/2,1/6,1/6,1/6)|_1 = 1/2, divided by K = 4.
+    assert metrics["val/distance"] == pytest.approx(0.5 / 4, abs=1e-6)

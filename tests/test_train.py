@@ -1,0 +1,89 @@
+"""End to end: training the canonical tasks, results.json, the CSV log, and failures."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from rine.errors import RineError
+from rine.run import format_summary
+
+REQUIRED_KEYS = {
+    "status", "task", "beta", "seed", "redundancy_bits", "usable_info_bits", "distance",
+    "h_y_bits", "reference", "wall_seconds", "redundancy_bits_final",
+}
+
+
+def test_unq_redundancy_is_near_zero(train_run):
+    results, run_dir = train_run("task=unq", "beta=15", "seed=0")
+    assert results["status"] == "complete"
+    # Truth 0; the paper reports 0.011 at beta=15. Each source alone carries 1 bit, so a
+    # broken agreement penalty would leave about 1 bit here.
+    assert abs(results["redundancy_bits"]) < 0.05
+    assert results["distance"] < 0.02
+    assert results["reference"]["true_redundancy"] == [0.0, 0.0]
+
+
+def test_rdnxor_redundancy_is_near_one_bit(train_run):
+    results, run_dir = train_run("task=rdnxor", "beta=15", "seed=0")
+    # Truth 1 bit; the paper reports 0.967. The synergistic bit must not leak in (< 1.05)
+    # and the redundant one must be found (> 0.93).
+    assert 0.93 < results["redundancy_bits"] < 1.05
+    assert all(0.93 < u < 1.05 for u in results["usable_info_bits"])
+    assert results["h_y_bits"] == pytest.approx(2.0)
+
+
+def test_results_file_log_and_config_are_written(train_run):
+    results, run_dir = train_run("task=and", "beta=5", "seed=1", "trainer.max_epochs=6")
+    on_disk = json.loads((run_dir / "results.json").read_text())
+    assert REQUIRED_KEYS <= on_disk.keys()
+    assert on_disk["status"] == "complete" and on_disk["task"] == "and" and on_disk["seed"] == 1
+    assert on_disk["h_y_bits"] == pytest.approx(0.8113, abs=1e-4)  # exact H(Y) of AND, not 1 bit
+    assert on_disk["reference"]["mi_sources"] == pytest.approx([0.3113, 0.3113], abs=1e-4)
+    assert len(on_disk["usable_info_bits"]) == 2
+    assert (run_dir / "config.yaml").is_file()
+    log = pd.read_csv(run_dir / "csv" / "metrics.csv")
+    assert list(log["epoch"]) == list(range(6))  # one row per epoch
+    # β is annealed per epoch: β(1 - 0.97^epoch).
+    assert log["beta"].tolist() == pytest.approx([5 * (1 - 0.97**e) for e in range(6)], rel=1e-5)
+    assert log["lr"].tolist() == pytest.approx([0.01 * 0.97**e for e in range(6)], rel=1e-5)
+    for column in ["val/redundancy_bits", "train/redundancy_bits", "val/distance", "train/distance",
+                   "val/usable_info_bits_x1", "train/usable_info_bits_x2", "val/acc_x1", "train/acc_x2"]:
+        assert log[column].notna().all(), column
+    # The quoted figure is the mean of the last 5 held-out epochs; the final epoch is kept too.
+    assert results["redundancy_bits"] == pytest.approx(log["val/redundancy_bits"].tail(5).mean(), abs=1e-6)
+    assert results["redundancy_bits_final"] == pytest.approx(log["val/redundancy_bits"].iloc[-1], abs=1e-6)
+
+
+def test_fixed_beta_schedule_keeps_beta_constant(train_run):
+    results, run_dir = train_run("task=unq", "beta=7", "beta_schedule=fixed", "trainer.max_epochs=2")
+    assert results["curve"]["beta"] == [7.0, 7.0]
+
+
+def test_same_seed_gives_identical_results(train_run):
+    first, _ = train_run("task=imperfectrdn", "seed=4", "trainer.max_epochs=2", name="a")
+    second, _ = train_run("task=imperfectrdn", "seed=4", "trainer.max_epochs=2", name="b")
+    third, _ = train_run("task=imperfectrdn", "seed=5", "trainer.max_epochs=2", name="c")
+    assert first["curve"] == second["curve"]
+    assert first["curve"] != third["curve"]
+
+
+def test_nan_loss_stops_with_the_epoch_and_a_failed_results_file(train_run, tmp_path):
+    with pytest.raises(RineError, match=r"NaN/inf in epoch 0"):
+        train_run("task=unq", "model.optimizer.lr=1e12", "trainer.max_epochs=3")
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk["status"] == "failed"
+    assert "NaN" in on_disk["error"]
+
+
+def test_summary_line_names_task_estimate_truth_and_folder():
+    line = format_summary({
+        "task": "rdnxor", "beta": 15, "redundancy_bits": 0.9712, "run_dir": "outputs/x",
+        "reference": {"true_redundancy": [1.0, 1.0]},
+    })
+    assert line == "rdnxor  beta=15  I∩ = 0.97 bits  (exact 1.00)  -> outputs/x"
+    interval = format_summary({
+        "task": "and", "beta": 5, "redundancy_bits": 0.0, "run_dir": "d",
+        "reference": {"true_redundancy": [0.0, 0.3113]},
+    })
+    assert "(exact 0.00–0.31)" in interval

@@ -1,0 +1,54 @@
+"""Estimate the redundant information of a task's sources about its target.
+
+    python train.py                                   # RDNXOR, beta=15
+    python train.py task=unq beta=5 seed=3
+    python train.py -m task=unq,and,rdnxor,imperfectrdn beta=0,5,15 seed=0,1,2
+"""
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from rine.errors import RineError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CHECKED_GROUPS = ("task", "model", "trainer", "logger", "experiment")
+
+
+def check_group_choices(argv: list[str]) -> None:
+    """Fail with one line on an unknown config-group option (Hydra's own error is a page long)."""
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if not sep or key not in CHECKED_GROUPS or not value or value == "null":
+            continue
+        known = sorted(p.stem for p in (CONFIG_DIR / key).glob("*.yaml"))
+        for choice in value.split(","):
+            if choice.strip() not in known:
+                raise RineError(f"unknown {key} {choice.strip()!r}; choose one of: {', '.join(known)}")
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> float:
+    from rine.run import format_summary, quiet_framework_output, run  # imported late: --help stays fast
+
+    quiet_framework_output()
+    try:
+        results = run(cfg, HydraConfig.get().runtime.output_dir)
+    except RineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(format_summary(results), flush=True)
+    return results["redundancy_bits"]
+
+
+if __name__ == "__main__":
+    try:
+        check_group_choices(sys.argv[1:])
+    except RineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    main()
