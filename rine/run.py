@@ -79,6 +79,9 @@ def validate_config(cfg: DictConfig) -> None:
     epochs = cfg.trainer.max_epochs
     if not isinstance(epochs, int) or epochs < 1:
         raise RineError(f"trainer.max_epochs={epochs} is invalid; train for at least 1 epoch")
+    precision = str(cfg.trainer.get("precision", "32"))
+    if "16" in precision and "bf16" not in precision:
+        raise RineError(f"trainer.precision={precision} is not supported; use 32 or bf16-mixed")
     if not isinstance(cfg.seed, int):
         raise RineError(f"seed={cfg.seed} is invalid; use an integer")
     if not isinstance(cfg.report.last_epochs, int) or cfg.report.last_epochs < 1:
