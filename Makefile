@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test bench clean-outputs
+.PHONY: help install train test bench paper-figures reference-values clean-outputs
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -15,6 +15,7 @@ $(INSTALLED): pyproject.toml
 	$(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -m pip install --quiet --no-deps 'pypoman>=1.1'
 	touch $@
 
 install: $(INSTALLED)  ## Create ./.venv with rine and its dependencies (torch 2.14.1 pinned)
@@ -27,6 +28,12 @@ test: $(INSTALLED)  ## Run the test suite (CPU, seeded, W&B disabled)
 
 bench: $(INSTALLED)  ## Time the Table 6 grid on this machine (scripts/bench_canonical.py)
 	$(PYTHON) scripts/bench_canonical.py $(ARGS)
+
+paper-figures: $(INSTALLED)  ## Tables 1/6 and Figure 3 (trains missing canonical runs; reuses complete ones)
+	$(PYTHON) scripts/paper_figures.py
+
+reference-values: $(INSTALLED)  ## Recompute the cached dit measures of the canonical tasks (slow: minutes)
+	$(PYTHON) scripts/reference_values.py
 
 clean-outputs:  ## Delete logged runs under outputs/ (keeps outputs/README.md)
 	find outputs -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

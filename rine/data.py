@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from rine.errors import RineError
 from rine.info import entropy_bits
 from rine.pmf import load_pmf
+from rine.references import DIT_MEASURES, dit_references
 
 
 @dataclass
@@ -80,25 +82,33 @@ def empirical_entropy_bits(y: torch.Tensor, n_classes: int) -> float:
 class DiscreteTask:
     """Samples a dataset from a finite joint pmf; each source is fed one-hot.
 
+    `pmf` is a shipped table's name (unq, and, rdnxor, imperfectrdn) or a CSV path.
     `true_redundancy` names the exact measure(s) taken as the accepted true redundancy of
     this distribution, as [low, high] (equal for a point value), e.g. [i_wedge, i_wedge]
     for RDNXOR or [i_wedge, min_mi_sources] for AND's [0, 0.311] bits. Null when unknown.
+    dit's measures (I_GH, BROJA, MMI, I_min, I∩^≺) come from the cache, or are computed
+    with `reference_timeout_s` seconds each (0: cache only) and cached.
     """
 
     def __init__(
         self,
-        name: str,
-        pmf: str,
+        name: str | None,
+        pmf: str | None,
         n_samples: int = 10_000,
         holdout_fraction: float = 0.2,
         true_redundancy: list[str] | None = None,
+        reference_timeout_s: float = 30.0,
     ):
+        if not pmf:
+            raise RineError("task=pmf needs a distribution: add pmf_file=path/to/pmf.csv (columns x1..xn, y, p)")
         if n_samples < 10:
             raise RineError(f"task.n_samples={n_samples} is too small; use at least 10")
         if not 0 < holdout_fraction < 1:
             raise RineError(f"task.holdout_fraction={holdout_fraction} must be in (0, 1)")
-        self.name = name
+        self.name = name or Path(pmf).stem
+        self.pmf_file = str(pmf)
         self.pmf = load_pmf(pmf)
+        self.reference_timeout_s = reference_timeout_s
         self.n_samples = n_samples
         self.holdout_fraction = holdout_fraction
         self.true_redundancy = list(true_redundancy) if true_redundancy else None
@@ -114,6 +124,10 @@ class DiscreteTask:
             measures["true_redundancy"] = [measures[m] for m in self.true_redundancy]
         else:
             measures["true_redundancy"] = None
+        dit_entries = dit_references(self.pmf, self.reference_timeout_s, name=self.name)
+        for measure in DIT_MEASURES:
+            measures[measure] = dit_entries[measure].get("value")
+        measures["dit_status"] = {m: e["status"] for m, e in dit_entries.items()}
         return measures
 
     def setup(self, seed: int) -> TaskData:

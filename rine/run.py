@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -42,6 +44,19 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides or []))
+
+
+def build(config, **kwargs):
+    """hydra.utils.instantiate, but a RineError raised by the target surfaces as itself."""
+    try:
+        return instantiate(config, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__
+        while cause is not None and not isinstance(cause, RineError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def _finite_or_none(value):
@@ -120,7 +135,7 @@ def _build_loggers(cfg: DictConfig, run_dir: Path) -> list:
         if "Wandb" in str(logger_cfg.get("_target_", "")):
             # Never reach for the network unless the user chose a mode (e.g. WANDB_MODE=online).
             os.environ.setdefault("WANDB_MODE", "offline")
-        loggers.append(instantiate(logger_cfg, save_dir=str(run_dir)))
+        loggers.append(build(logger_cfg, save_dir=str(run_dir)))
     return loggers
 
 
@@ -132,18 +147,19 @@ def _finish_loggers(loggers: list) -> None:
             wandb.finish()  # each multirun job gets its own W&B run
 
 
-def _train(cfg: DictConfig, run_dir: Path) -> dict:
+def _train(cfg: DictConfig, task, run_dir: Path) -> dict:
+    if cfg.model.get("threads"):
+        torch.set_num_threads(cfg.model.threads)
     pl.seed_everything(cfg.seed, verbose=False)
-    task = instantiate(cfg.task)
     data = task.setup(cfg.seed)
     decoders = [
-        instantiate(cfg.model.decoder, input_shape=tuple(s.shape[1:]), n_classes=data.n_classes)
+        build(cfg.model.decoder, input_shape=tuple(s.shape[1:]), n_classes=data.n_classes)
         for s in data.train.sources
     ]
     module = RedundancyEstimator(
         decoders,
         h_y_bits=data.h_y_bits,
-        optimizer=instantiate(cfg.model.optimizer),
+        optimizer=build(cfg.model.optimizer),
         lr_decay=cfg.model.lr_decay,
         distance_normalization=cfg.distance.normalize,
     )
@@ -153,7 +169,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
             pl.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
         )
     loggers = _build_loggers(cfg, run_dir)
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
+    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
     try:
         trainer.fit(
             module,
@@ -177,20 +193,39 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     }
 
 
+def completed_results(cfg: DictConfig, run_dir: str | Path) -> dict | None:
+    """The results of a complete run of exactly this config in run_dir, else None."""
+    run_dir = Path(run_dir)
+    try:
+        results = json.loads((run_dir / RESULTS_FILE).read_text())
+        same_config = (run_dir / "config.yaml").read_text() == OmegaConf.to_yaml(cfg)
+    except (OSError, ValueError):
+        return None
+    return results if results.get("status") == "complete" and same_config else None
+
+
 def run(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Train one estimate and write `run_dir/results.json`; returns the results."""
+    """Train one estimate and write `run_dir/results.json`; returns the results.
+
+    A run dir that already holds a complete run of the same config is not trained again
+    (its results come back with `skipped: True`), so an interrupted sweep can be re-run.
+    """
     validate_config(cfg)
     run_dir = Path(run_dir)
+    done = completed_results(cfg, run_dir)
+    if done is not None:
+        return {**done, "skipped": True}
+    task = build(cfg.task)  # checks the task's own inputs (e.g. a pmf file) before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml")
     results_path = run_dir / RESULTS_FILE
     base = {
-        "task": cfg.task.name,
+        "task": task.name,
         "beta": cfg.beta,
         "beta_schedule": cfg.beta_schedule,
         "gamma": cfg.gamma,
         "seed": cfg.seed,
         "width": cfg.get("width"),
+        "pmf_file": getattr(task, "pmf_file", None),
         "max_epochs": cfg.trainer.max_epochs,
         "distance_normalization": cfg.distance.normalize,
         "run_dir": str(run_dir),
@@ -198,9 +233,10 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     }
     # A run that dies says so; one killed outright leaves "running", never "complete".
     write_json_atomic(results_path, {"status": "running", **base})
+    OmegaConf.save(cfg, run_dir / "config.yaml")
     start = time.perf_counter()
     try:
-        outcome = _train(cfg, run_dir)
+        outcome = _train(cfg, task, run_dir)
     except BaseException as error:
         write_json_atomic(
             results_path,
@@ -221,4 +257,5 @@ def format_summary(results: dict) -> str:
         low, high = truth
         exact = f"{low:.2f}" if abs(high - low) < 5e-3 else f"{low:.2f}–{high:.2f}"
         line += f"  (exact {exact})"
-    return f"{line}  -> {results['run_dir']}"
+    done = "  (already complete, not re-trained)" if results.get("skipped") else ""
+    return f"{line}  -> {results['run_dir']}{done}"

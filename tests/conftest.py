@@ -28,3 +28,10 @@ def train_run(tmp_path):
         return run(compose_config(list(overrides)), run_dir), run_dir
 
     return _run
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_reference_cache(tmp_path_factory):
+    """dit results computed by tests go to a throw-away cache, not the user's."""
+    os.environ["RINE_CACHE_DIR"] = str(tmp_path_factory.mktemp("rine-cache"))
+    yield

@@ -87,3 +87,11 @@ def test_summary_line_names_task_estimate_truth_and_folder():
         "reference": {"true_redundancy": [0.0, 0.3113]},
     })
     assert "(exact 0.00–0.31)" in interval
+
+
+def test_a_complete_run_is_not_trained_again_unless_its_config_changed(train_run):
+    first, run_dir = train_run("task=unq", "trainer.max_epochs=2")
+    again, _ = train_run("task=unq", "trainer.max_epochs=2")
+    assert again["skipped"] is True and again["redundancy_bits"] == first["redundancy_bits"]
+    changed, _ = train_run("task=unq", "trainer.max_epochs=3")
+    assert "skipped" not in changed and changed["epochs"] == 3

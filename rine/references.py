@@ -1,0 +1,179 @@
+"""Redundancy measures of other PID definitions, through dit, with time budgets and a cache.
+
+dit's optimisers can be slow (PID_GH: ~90 s on UNQ, no answer on RDNXOR within 25 min on
+a 2-core CPU), so each measure runs in its own process with a time budget, and every
+outcome (value, timeout or error) is cached on disk, keyed by the pmf's content. The
+cache for the four canonical tasks ships in rine/reference_values.json and is made by
+`make reference-values` (scripts/reference_values.py). Other pmfs are cached in
+$RINE_CACHE_DIR (default ~/.cache/rine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import queue
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rine.pmf import JointPmf
+
+SHIPPED_CACHE = Path(__file__).parent / "reference_values.json"
+
+# results.json key -> dit class. I_min is Williams & Beer's measure (PID_WB).
+DIT_MEASURES = {
+    "i_gh": "PID_GH",
+    "i_broja": "PID_BROJA",
+    "i_mmi": "PID_MMI",
+    "i_min": "PID_WB",
+    "i_prec": "PID_Prec",
+}
+DIT_SEED = 0  # PID_GH starts its optimiser at random: seed it so the cache is reproducible
+
+
+def user_cache_path() -> Path:
+    root = os.environ.get("RINE_CACHE_DIR") or Path.home() / ".cache" / "rine"
+    return Path(root) / "reference_values.json"
+
+
+def pmf_key(pmf: JointPmf) -> str:
+    """A content hash: the same distribution (symbols and probabilities) gives the same key."""
+    payload = json.dumps(
+        {
+            "sources": pmf.source_symbols,
+            "target": pmf.target_symbols,
+            "p": np.round(pmf.table, 12).ravel().tolist(),
+            "shape": pmf.table.shape,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _to_dit(pmf: JointPmf):
+    import dit
+
+    outcomes, probs = [], []
+    for cell in zip(*np.nonzero(pmf.table)):
+        symbols = [pmf.source_symbols[i][cell[i]] for i in range(pmf.n_sources)]
+        outcomes.append((*symbols, pmf.target_symbols[cell[-1]]))
+        probs.append(float(pmf.table[cell]))
+    return dit.Distribution(outcomes, probs)
+
+
+def _dit_worker(pmf: JointPmf, names: list[str], results: multiprocessing.Queue) -> None:
+    """Computes each measure in turn and reports it as soon as it is done."""
+    try:
+        import dit.pid
+
+        distribution = _to_dit(pmf)
+    except ImportError as error:
+        for name in names:
+            results.put((name, "unavailable", f"{type(error).__name__}: {error}"))
+        return
+    n = pmf.n_sources
+    bottom = tuple((i,) for i in range(n))  # {X1}{X2}...{Xn}: the full redundancy
+    for name in names:
+        try:
+            np.random.seed(DIT_SEED)
+            pid = getattr(dit.pid, DIT_MEASURES[name])(distribution, [[i] for i in range(n)], [n])
+            results.put((name, "ok", float(pid.get_red(bottom))))
+        except ImportError as error:  # e.g. PID_Prec's optional solver
+            results.put((name, "unavailable", f"{type(error).__name__}: {error}"))
+        except Exception as error:  # noqa: BLE001 - a solver failure is reported, not raised
+            results.put((name, "error", f"{type(error).__name__}: {error}"))
+
+
+def compute_dit_measures(pmf: JointPmf, names: list[str], timeout_s: float) -> dict[str, dict]:
+    """dit measures computed in a child process; each gets `timeout_s` seconds.
+
+    A measure that runs out of time is recorded as a timeout and the child is killed;
+    the measures after it start again in a fresh child.
+    """
+    entries: dict[str, dict] = {}
+    pending = list(names)
+    context = multiprocessing.get_context("spawn")
+    while pending:
+        results = context.Queue()
+        worker = context.Process(target=_dit_worker, args=(pmf, pending, results), daemon=True)
+        start = time.perf_counter()
+        worker.start()
+        startup_s = 15.0  # the first wait also covers the child's start-up and dit's import
+        try:
+            while pending:
+                try:
+                    name, status, value = results.get(timeout=timeout_s + startup_s)
+                    startup_s = 0.0
+                except queue.Empty:
+                    entries[pending.pop(0)] = {"status": "timeout", "timeout_s": timeout_s}
+                    break
+                entry = {"status": status, "seconds": round(time.perf_counter() - start, 2), "timeout_s": timeout_s}
+                entry["value" if status == "ok" else "message"] = value
+                entries[name] = entry
+                pending.remove(name)
+                start = time.perf_counter()
+        finally:
+            if worker.is_alive():
+                worker.kill()
+            worker.join()
+    return entries
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(path: Path, cache: dict) -> None:
+    from rine.run import write_json_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, cache)
+
+
+def _needs_computing(entry: dict | None, timeout_s: float) -> bool:
+    if entry is None:
+        return True
+    # A timeout under a smaller budget than today's is worth another try.
+    return entry["status"] == "timeout" and entry.get("timeout_s", 0) < timeout_s
+
+
+def dit_references(
+    pmf: JointPmf,
+    timeout_s: float,
+    measures: tuple[str, ...] = tuple(DIT_MEASURES),
+    cache_path: Path | None = None,
+    name: str | None = None,
+) -> dict[str, dict]:
+    """{measure: cache entry} for every measure, computing (and caching) what is missing.
+
+    The shipped cache is consulted first; new results go to `cache_path` (default: the
+    user cache). timeout_s = 0 reads the caches only.
+    """
+    key = pmf_key(pmf)
+    cache_path = cache_path or user_cache_path()
+    shipped = _read_cache(SHIPPED_CACHE).get(key, {})
+    cache = _read_cache(cache_path)
+    known = {**cache.get(key, {}), **shipped}  # the shipped cache was made with the larger budget
+    missing = [m for m in measures if timeout_s > 0 and _needs_computing(known.get(m), timeout_s)]
+    if missing:
+        known.update(compute_dit_measures(pmf, missing, timeout_s))
+        cache = _read_cache(cache_path)  # re-read: another run may have written meanwhile
+        cache[key] = {**cache.get(key, {}), **{m: known[m] for m in measures if m in known}}
+        if name:
+            cache[key]["name"] = name
+        _write_cache(cache_path, cache)
+    return {m: known.get(m, {"status": "not computed"}) for m in measures}
+
+
+def describe(entry: dict, digits: int = 3) -> str:
+    """How a table prints a cached measure: the value, or n/a with the reason."""
+    if entry.get("status") == "ok":
+        return f"{entry['value']:.{digits}f}"
+    return f"n/a ({entry.get('status', 'not computed')})"

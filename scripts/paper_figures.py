@@ -1,0 +1,64 @@
+"""Regenerate every paper table and figure that can be made here (make paper-figures).
+
+    python scripts/paper_figures.py [--out DIR]
+
+Canonical-task sweeps (Tables 1 and 6, Figure 3 on RDNXOR) are trained when missing:
+minutes on a CPU, one progress line per run. Runs already complete are reused, so a
+second call trains nothing. Figures whose runs need CIFAR-10 or a GPU are drawn if
+their runs exist; otherwise the exact command that produces them is printed.
+Outputs (PNG, PDF, Markdown, LaTeX, CSV) go to one folder, default outputs/paper/figures.
+"""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+# (experiment config, sweep folder, scripts that draw from it)
+CANONICAL = [
+    ("table6", "outputs/paper/canonical", []),
+    ("table1", "outputs/paper/canonical", [["scripts/make_tables.py", "--runs", "outputs/paper/canonical"]]),
+    ("figure3", "outputs/paper/figure3", [["scripts/plot_figure3.py", "--runs", "outputs/paper/figure3"]]),
+]
+# Need CIFAR-10 (and in practice a GPU): drawn only from runs that exist.
+IMAGE = [
+    ("figure1_left", "outputs/paper/figure1_left", [["scripts/plot_figure1.py", "left", "--runs", "outputs/paper/figure1_left"]]),
+    ("figure1_right", "outputs/paper/figure1_right", [["scripts/plot_figure1.py", "right", "--runs", "outputs/paper/figure1_right"]]),
+]
+
+
+def call(args: list[str]) -> None:
+    print("$ " + " ".join(args), flush=True)
+    subprocess.run(args, cwd=ROOT, check=True)
+
+
+def draw(scripts: list[list[str]], out: str) -> None:
+    for script in scripts:
+        call([PYTHON, *script, "--out", out])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="outputs/paper/figures")
+    args = parser.parse_args()
+
+    for experiment, _, scripts in CANONICAL:
+        call([PYTHON, "train.py", f"experiment={experiment}"])  # complete runs are skipped
+        draw(scripts, args.out)
+
+    for experiment, runs, scripts in IMAGE:
+        command = f"python train.py experiment={experiment}"
+        if not (ROOT / "configs" / "experiment" / f"{experiment}.yaml").exists():
+            print(f"{experiment}: needs the CIFAR-10 tasks, which this version does not have yet.")
+        elif any((ROOT / runs).rglob("results.json")):
+            draw(scripts, args.out)
+        else:
+            print(f"{experiment}: no runs under {runs}; they need CIFAR-10 (and a GPU for sensible time):\n  {command}")
+    print(f"done -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
