@@ -7,6 +7,7 @@ workers): for small models the per-batch overhead of a DataLoader dominates trai
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,13 +47,27 @@ class TaskData:
 
 
 class TensorBatches:
-    """An iterable of (sources, y) minibatches; reshuffled on every pass when `shuffle`."""
+    """An iterable of (sources, y) minibatches, in a fresh order every epoch when `shuffle`.
 
-    def __init__(self, split: Split, batch_size: int, shuffle: bool, seed: int = 0):
+    The order of epoch e depends only on (seed, e), so a run resumed from a checkpoint
+    sees the same batches as one that never stopped. `current_epoch` tells the epoch
+    about to start (run.py passes the trainer's); without it, passes are counted.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        current_epoch: Callable[[], int] | None = None,
+    ):
         self.split = split
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.current_epoch = current_epoch
+        self._passes = 0
 
     def _starts(self) -> range:
         n = len(self.split)
@@ -64,8 +79,12 @@ class TensorBatches:
         return len(self._starts())
 
     def __iter__(self):
-        n = len(self.split)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        order = None
+        epoch = self.current_epoch() if self.current_epoch else self._passes
+        self._passes += 1
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            order = torch.randperm(len(self.split), generator=generator)
         for start in self._starts():
             if order is None:
                 idx = slice(start, start + self.batch_size)

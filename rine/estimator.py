@@ -142,10 +142,11 @@ class RedundancyEstimator(pl.LightningModule):
         sources, y = batch
         ce, distance, correct = self._evaluate(sources, y)
         loss = ce.mean() + self.beta * distance
-        # The raw optimizer and plain backward skip Lightning's per-step hook dispatch (a third
-        # of a canonical run's time). Fine for 32-bit and bf16-mixed precision (no loss
-        # scaling); run.validate_config rejects fp16, which would need manual_backward.
-        optimizer = self.optimizers(use_pl_optimizer=False)
+        # A plain backward skips manual_backward's per-step hook dispatch (much of a canonical
+        # run's time). Fine for 32-bit and bf16-mixed precision (no loss scaling);
+        # run.validate_config rejects fp16, which would need manual_backward. The step goes
+        # through Lightning's optimizer wrapper: it counts global steps, which checkpointing needs.
+        optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

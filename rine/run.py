@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import lightning.pytorch as pl
+import pandas as pd
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -26,6 +27,7 @@ from rine.errors import RineError
 from rine.estimator import BETA_SCHEDULES, BetaSchedule, RedundancyEstimator
 
 RESULTS_FILE = "results.json"
+CHECKPOINT = Path("checkpoints") / "last.ckpt"  # rewritten at the end of every epoch
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -147,7 +149,7 @@ def _finish_loggers(loggers: list) -> None:
             wandb.finish()  # each multirun job gets its own W&B run
 
 
-def _train(cfg: DictConfig, task, run_dir: Path) -> dict:
+def _train(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None) -> dict:
     if cfg.model.get("threads"):
         torch.set_num_threads(cfg.model.threads)
     pl.seed_everything(cfg.seed, verbose=False)
@@ -168,16 +170,28 @@ def _train(cfg: DictConfig, task, run_dir: Path) -> dict:
         callbacks.append(
             pl.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
         )
+    # Lightning's CSV logger starts its file afresh: keep the epochs logged before a kill.
+    csv_path = run_dir / "csv" / "metrics.csv"
+    earlier_log = pd.read_csv(csv_path) if resume_from is not None and csv_path.is_file() else None
     loggers = _build_loggers(cfg, run_dir)
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
     try:
         trainer.fit(
             module,
-            train_dataloaders=TensorBatches(data.train, cfg.model.batch_size, shuffle=True, seed=cfg.seed),
+            train_dataloaders=TensorBatches(
+                data.train, cfg.model.batch_size, shuffle=True, seed=cfg.seed, current_epoch=lambda: trainer.current_epoch
+            ),
             val_dataloaders=TensorBatches(data.heldout, cfg.model.eval_batch_size, shuffle=False),
+            ckpt_path=resume_from,
         )
     finally:
         _finish_loggers(loggers)
+    if earlier_log is not None and csv_path.is_file():
+        later = pd.read_csv(csv_path)
+        merged = pd.concat([earlier_log[earlier_log["epoch"] < later["epoch"].min()], later], ignore_index=True)
+        tmp = csv_path.with_name(".metrics.csv.tmp")
+        merged.to_csv(tmp, index=False)
+        os.replace(tmp, csv_path)
     if len(module.history) < cfg.trainer.max_epochs:
         raise RineError(f"training stopped after {len(module.history)} of {cfg.trainer.max_epochs} epochs")
     return {
@@ -193,28 +207,38 @@ def _train(cfg: DictConfig, task, run_dir: Path) -> dict:
     }
 
 
-def completed_results(cfg: DictConfig, run_dir: str | Path) -> dict | None:
-    """The results of a complete run of exactly this config in run_dir, else None."""
+def previous_attempt(cfg: DictConfig, run_dir: str | Path) -> tuple[str | None, Path | None]:
+    """What run_dir holds for exactly this config: (status, checkpoint to resume from).
+
+    status is None when the folder holds nothing of this config. A checkpoint is offered
+    only for an attempt that was killed or interrupted (status running/interrupted); a
+    run that failed with an error starts afresh.
+    """
     run_dir = Path(run_dir)
     try:
-        results = json.loads((run_dir / RESULTS_FILE).read_text())
+        status = json.loads((run_dir / RESULTS_FILE).read_text()).get("status")
         same_config = (run_dir / "config.yaml").read_text() == OmegaConf.to_yaml(cfg)
     except (OSError, ValueError):
-        return None
-    return results if results.get("status") == "complete" and same_config else None
+        return None, None
+    if not same_config:
+        return None, None
+    checkpoint = run_dir / CHECKPOINT
+    resumable = status in ("running", "interrupted") and checkpoint.is_file()
+    return status, checkpoint if resumable else None
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Train one estimate and write `run_dir/results.json`; returns the results.
 
-    A run dir that already holds a complete run of the same config is not trained again
-    (its results come back with `skipped: True`), so an interrupted sweep can be re-run.
+    Re-running the same config in the same run_dir is safe and cheap: a complete run is
+    not trained again (its results come back with `skipped: True`), and a run that was
+    killed resumes from its last epoch's checkpoint, β and lr schedules included.
     """
     validate_config(cfg)
     run_dir = Path(run_dir)
-    done = completed_results(cfg, run_dir)
-    if done is not None:
-        return {**done, "skipped": True}
+    status, resume_from = previous_attempt(cfg, run_dir)
+    if status == "complete":
+        return {**json.loads((run_dir / RESULTS_FILE).read_text()), "skipped": True}
     task = build(cfg.task)  # checks the task's own inputs (e.g. a pmf file) before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     results_path = run_dir / RESULTS_FILE
@@ -236,15 +260,19 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     OmegaConf.save(cfg, run_dir / "config.yaml")
     start = time.perf_counter()
     try:
-        outcome = _train(cfg, task, run_dir)
+        outcome = _train(cfg, task, run_dir, resume_from)
     except BaseException as error:
+        # Ctrl-C or a kill signal can be resumed; an error in the run starts afresh next time.
+        interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
         write_json_atomic(
             results_path,
-            {"status": "failed", **base, "error": f"{type(error).__name__}: {error}",
-             "wall_seconds": time.perf_counter() - start},
+            {"status": "interrupted" if interrupted else "failed", **base,
+             "error": f"{type(error).__name__}: {error}", "wall_seconds": time.perf_counter() - start},
         )
         raise
     results = {"status": "complete", **base, **outcome, "wall_seconds": time.perf_counter() - start}
+    if resume_from is not None:
+        results["resumed"] = True
     write_json_atomic(results_path, results)
     return results
 

@@ -53,7 +53,7 @@ def test_wandb_logger_runs_offline_beside_the_csv_log(tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("task=nope", "unknown task 'nope'; choose one of: and, imperfectrdn, rdnxor, unq"),
+        ("task=nope", "unknown task 'nope'; choose one of: and, imperfectrdn, pmf, rdnxor"),
         ("beta=-1", "beta=-1 is invalid"),
         ("gamma=1.5", "gamma=1.5 is invalid"),
         ("gamma=0", "gamma=0 is invalid"),
@@ -69,3 +69,26 @@ def test_bad_input_is_one_line_without_traceback(tmp_path, override, message):
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not (run_dir / "results.json").exists()
+
+
+def test_sweep_through_submitit_local_launcher(tmp_path):
+    # The same launcher code path as hydra/launcher=slurm, with local processes.
+    proc = train("-m", "hydra/launcher=submitit_local", "task=unq", "beta=0,5", "trainer.max_epochs=1",
+                 f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    statuses = [json.loads(p.read_text())["status"] for p in tmp_path.glob("*/results.json")]
+    assert statuses == ["complete", "complete"]
+
+
+def test_slurm_launcher_config_composes_with_its_knobs():
+    from hydra import compose, initialize_config_dir
+
+    from rine.run import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                                          "hydra.launcher.gpus_per_node=2"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 2, 120)
+    assert launcher.array_parallelism == 64

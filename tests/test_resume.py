@@ -1,0 +1,52 @@
+"""A run killed mid-training resumes from its checkpoint and ends where an unbroken run ends."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARGS = ["task=unq", "beta=5", "seed=2", "trainer.max_epochs=10"]
+
+
+def start(run_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "train.py", *ARGS, f"hydra.run.dir={run_dir}"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_then_same_command_resumes_and_matches_an_unbroken_run(tmp_path):
+    killed_dir, unbroken_dir = tmp_path / "killed", tmp_path / "unbroken"
+    proc = start(killed_dir)
+    checkpoint = killed_dir / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    status = json.loads((killed_dir / "results.json").read_text())["status"]
+    if status == "complete":
+        pytest.skip("the run finished before it could be killed")
+    assert status == "running"  # a killed run never claims completion
+
+    resumed = start(killed_dir)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    unbroken = start(unbroken_dir)
+    assert unbroken.wait(timeout=300) == 0, unbroken.stderr.read()
+
+    after = json.loads((killed_dir / "results.json").read_text())
+    reference = json.loads((unbroken_dir / "results.json").read_text())
+    assert after["status"] == "complete" and after.get("resumed") is True
+    # β, lr, weights, optimizer state and batch order all continue where they were.
+    assert after["curve"]["beta"] == reference["curve"]["beta"]
+    assert after["curve"]["redundancy_bits"] == pytest.approx(reference["curve"]["redundancy_bits"], abs=1e-5)
+    assert after["redundancy_bits"] == pytest.approx(reference["redundancy_bits"], abs=1e-5)
+    # The CSV log keeps every epoch, from before and after the kill.
+    log = pd.read_csv(killed_dir / "csv" / "metrics.csv")
+    assert list(log["epoch"]) == list(range(10))
