@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rine.data import TensorBatches
 from rine.errors import RineError
-from rine.estimator import BETA_SCHEDULES, BetaSchedule, RedundancyEstimator
+from rine.estimator import BETA_SCHEDULES, DISTANCE_PAIRS, BetaSchedule, RedundancyEstimator
 
 RESULTS_FILE = "results.json"
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -99,6 +99,8 @@ def validate_config(cfg: DictConfig) -> None:
         raise RineError(f"trainer.precision={precision} is not supported; use 32 or bf16-mixed")
     if not isinstance(cfg.seed, int):
         raise RineError(f"seed={cfg.seed} is invalid; use an integer")
+    if cfg.distance.get("pairs", "all") not in DISTANCE_PAIRS:
+        raise RineError(f"distance.pairs={cfg.distance.pairs} is unknown; choose one of: {', '.join(DISTANCE_PAIRS)}")
     if not isinstance(cfg.report.last_epochs, int) or cfg.report.last_epochs < 1:
         raise RineError(f"report.last_epochs={cfg.report.last_epochs} is invalid; average at least 1 epoch")
 
@@ -162,6 +164,7 @@ def _train(cfg: DictConfig, task, run_dir: Path) -> dict:
         optimizer=build(cfg.model.optimizer),
         lr_decay=cfg.model.lr_decay,
         distance_normalization=cfg.distance.normalize,
+        distance_pairs=cfg.distance.get("pairs", "all"),
     )
     callbacks = [BetaSchedule(cfg.beta, cfg.gamma, cfg.beta_schedule)]
     if cfg.trainer.get("enable_checkpointing", True):
