@@ -26,6 +26,7 @@ from rine.errors import RineError
 from rine.estimator import BETA_SCHEDULES, DISTANCE_PAIRS, BetaSchedule, RedundancyEstimator
 
 RESULTS_FILE = "results.json"
+MODES = ("estimate", "pid")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -83,6 +84,8 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 def validate_config(cfg: DictConfig) -> None:
     """Reject settings that would train something meaningless, before anything is written."""
+    if cfg.get("mode", "estimate") not in MODES:
+        raise RineError(f"mode={cfg.mode} is unknown; choose one of: {', '.join(MODES)}")
     beta = cfg.beta
     if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not math.isfinite(beta) or beta < 0:
         raise RineError(f"beta={beta} is invalid; the agreement weight must be a number >= 0")
@@ -129,6 +132,24 @@ def summarize(history: list[dict[str, float]], last_epochs: int, n_sources: int)
             "beta": [h["beta"] for h in history],
         },
     }
+
+
+def constraint_check(distance: float, n_classes: int, cfg: DictConfig) -> dict:
+    """Whether the decoders agree enough for I∩ to be a redundancy (the constraint D = 0).
+
+    The test is on the mean total variation distance between decoders' predictions,
+    ½ · L1 (undoing the /K of normalize=classes), so the threshold reads the same for any K.
+    """
+    per_sample_l1 = distance * n_classes if cfg.distance.normalize == "classes" else distance
+    tv = per_sample_l1 / 2
+    threshold = cfg.distance.get("warn_above", 0.05)
+    warning = None
+    if tv > threshold:
+        warning = (
+            f"the decoders still disagree (mean total variation {tv:.3f} > distance.warn_above={threshold:g}), "
+            "so I∩ is not yet a redundancy; raise beta or trainer.max_epochs"
+        )
+    return {"disagreement_tv": tv, "constraint_met": warning is None, "warning": warning}
 
 
 def _build_loggers(cfg: DictConfig, run_dir: Path) -> list:
@@ -183,8 +204,9 @@ def _train(cfg: DictConfig, task, run_dir: Path) -> dict:
         _finish_loggers(loggers)
     if len(module.history) < cfg.trainer.max_epochs:
         raise RineError(f"training stopped after {len(module.history)} of {cfg.trainer.max_epochs} epochs")
+    summary = summarize(module.history, cfg.report.last_epochs, module.n_sources)
     return {
-        **summarize(module.history, cfg.report.last_epochs, module.n_sources),
+        **summary,
         "h_y_bits": data.h_y_bits,
         "h_y_basis": data.h_y_basis,
         "reference": data.reference,
@@ -193,6 +215,7 @@ def _train(cfg: DictConfig, task, run_dir: Path) -> dict:
         "n_train": len(data.train),
         "n_heldout": len(data.heldout),
         "epochs": len(module.history),
+        **constraint_check(summary["distance"], data.n_classes, cfg),
     }
 
 
@@ -223,12 +246,14 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     results_path = run_dir / RESULTS_FILE
     base = {
         "task": task.name,
+        "mode": cfg.get("mode", "estimate"),
         "beta": cfg.beta,
         "beta_schedule": cfg.beta_schedule,
         "gamma": cfg.gamma,
         "seed": cfg.seed,
         "width": cfg.get("width"),
         "pmf_file": getattr(task, "pmf_file", None),
+        "data_file": getattr(task, "data_file", None),
         "max_epochs": cfg.trainer.max_epochs,
         "distance_normalization": cfg.distance.normalize,
         "run_dir": str(run_dir),
@@ -239,7 +264,12 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     OmegaConf.save(cfg, run_dir / "config.yaml")
     start = time.perf_counter()
     try:
-        outcome = _train(cfg, task, run_dir)
+        if cfg.get("mode", "estimate") == "pid":
+            from rine.pid import train_pid
+
+            outcome = train_pid(cfg, task, run_dir, _train)
+        else:
+            outcome = _train(cfg, task, run_dir)
     except BaseException as error:
         write_json_atomic(
             results_path,
@@ -253,12 +283,22 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
 
 
 def format_summary(results: dict) -> str:
-    """One line: task, β, the estimate, the exact value when known, and where it was written."""
+    """One line: task, β, the estimate, the exact value when known, D, and where it was written.
+
+    mode=pid adds a second line with the atoms.
+    """
     line = f"{results['task']}  beta={results['beta']:g}  I∩ = {results['redundancy_bits']:.2f} bits"
     truth = (results.get("reference") or {}).get("true_redundancy")
     if truth:
         low, high = truth
         exact = f"{low:.2f}" if abs(high - low) < 5e-3 else f"{low:.2f}–{high:.2f}"
         line += f"  (exact {exact})"
+    if results.get("distance") is not None:
+        line += f"  D = {results['distance']:.3f}"  # the agreement reached, beside every redundancy
     done = "  (already complete, not re-trained)" if results.get("skipped") else ""
-    return f"{line}  -> {results['run_dir']}{done}"
+    line = f"{line}  -> {results['run_dir']}{done}"
+    if results.get("pid"):
+        from rine.pid import format_pid
+
+        line += "\n" + format_pid(results["pid"])
+    return line
