@@ -11,6 +11,7 @@ With one seed the std and the interval are NaN.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import tempfile
 import warnings
@@ -136,8 +137,15 @@ def _train_seeds(mode: str, sources, y, beta: float, seeds, epochs, run_dir, ove
     with (nullcontext(str(run_dir)) if keep else tempfile.TemporaryDirectory(prefix="rine-")) as root:
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
-        data_file = root / "data.npz"
-        np.savez(data_file, y=np.asarray(y), **{f"x{i + 1}": np.asarray(x) for i, x in enumerate(sources)})
+        arrays = {"y": np.asarray(y), **{f"x{i + 1}": np.asarray(x) for i, x in enumerate(sources)}}
+        # Named by content: the path is in the config, so a kept run of other data is never reused.
+        digest = hashlib.sha1()
+        for key, a in arrays.items():
+            digest.update(f"{key}{a.dtype}{a.shape}".encode())
+            digest.update(np.ascontiguousarray(a).tobytes())
+        data_file = root / f"data-{digest.hexdigest()[:12]}.npz"
+        if not data_file.is_file():
+            np.savez(data_file, **arrays)
         base = [f"mode={mode}", "task=arrays", f"beta={beta}", *([f"trainer.max_epochs={epochs}"] if epochs else [])]
         all_results = []
         for seed in seeds:

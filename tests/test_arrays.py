@@ -165,3 +165,13 @@ def test_cli_bad_data_is_one_line_and_writes_nothing(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {data}: x2 contains NaN or inf (first in row 3); remove or impute those rows"]
     assert not (run_dir / "results.json").exists()
+
+
+def test_kept_runs_are_reused_only_for_the_same_data(tmp_path):
+    x1, x2, y = redundant_bit()
+    first = rine.estimate_redundancy([x1, x2], y, seeds=1, epochs=1, run_dir=tmp_path)
+    again = rine.estimate_redundancy([x1, x2], y, seeds=1, epochs=1, run_dir=tmp_path)
+    assert again.results[0].get("skipped") is True and again.per_seed == first.per_seed
+    changed = rine.estimate_redundancy([x1, x2[::-1]], y, seeds=1, epochs=1, run_dir=tmp_path)
+    assert "skipped" not in changed.results[0]
+    assert len(list(tmp_path.glob("data-*.npz"))) == 2
