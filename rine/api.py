@@ -48,12 +48,9 @@ class Estimate:
 
     @property
     def ci(self) -> tuple[float, float]:
-        if self.n < 2:
-            return (math.nan, math.nan)
-        from scipy.stats import t
+        from rine.stats import t_interval
 
-        half = float(t.ppf(0.5 + self.level / 2, self.n - 1)) * self.std / math.sqrt(self.n)
-        return (self.bits - half, self.bits + half)
+        return t_interval(self.per_seed, self.level)
 
     def __float__(self) -> float:
         return self.bits

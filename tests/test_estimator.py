@@ -103,3 +103,13 @@ def test_unknown_distance_pairs_is_a_rine_error():
 
     with pytest.raises(RineError, match="distance.pairs='some'; choose one of all, to_mean"):
         RedundancyEstimator([nn.Linear(1, 2)], h_y_bits=1.0, optimizer=torch.optim.SGD, distance_pairs="some")
+
+
+def test_t_interval_by_hand():
+    from rine.stats import t_interval
+
+    values = [1.0, 2.0, 3.0, 4.0, 5.0]  # mean 3, sample std √2.5; t_{0.975, 4} = 2.7764
+    low, high = t_interval(values)
+    half = 2.7764 * math.sqrt(2.5) / math.sqrt(5)
+    assert (low, high) == pytest.approx((3 - half, 3 + half), abs=1e-4)
+    assert all(math.isnan(v) for v in t_interval([1.0]))
