@@ -33,6 +33,7 @@ class Estimate:
 
     per_seed: tuple[float, ...]
     level: float = 0.95
+    unit: str = "bits"  # D is not in bits: its Estimate has unit ""
 
     @property
     def n(self) -> int:
@@ -57,7 +58,8 @@ class Estimate:
 
     def __repr__(self) -> str:
         low, high = self.ci
-        return f"{self.bits:.3f} ± {self.std:.3f} bits ({self.level:.0%} CI {low:.3f} to {high:.3f}, n={self.n})"
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.bits:.3f} ± {self.std:.3f}{unit} ({self.level:.0%} CI {low:.3f} to {high:.3f}, n={self.n})"
 
     def row(self, name: str) -> dict:
         low, high = self.ci
@@ -162,8 +164,8 @@ def _train_seeds(mode: str, sources, y, beta: float, seeds, epochs, run_dir, ove
     return seeds, all_results, run_dirs
 
 
-def _over(values, level) -> Estimate:
-    return Estimate(tuple(float(v) for v in values), level)
+def _over(values, level, unit: str = "bits") -> Estimate:
+    return Estimate(tuple(float(v) for v in values), level, unit)
 
 
 def estimate_redundancy(
@@ -191,7 +193,7 @@ def estimate_redundancy(
     return RedundancyResult(
         redundancy=_over([r["redundancy_bits"] for r in results], level),
         usable=[_over([r["usable_info_bits"][i] for r in results], level) for i in range(n)],
-        distance=_over([r["distance"] for r in results], level),
+        distance=_over([r["distance"] for r in results], level, unit=""),
         seeds=seeds,
         run_dirs=run_dirs,
         results=results,
@@ -224,7 +226,7 @@ def decompose(
         synergy=_over([p["synergy"] for p in pids], level) if two else None,
         joint=_over([p["joint"] for p in pids], level),
         usable=[_over([p["usable"][i] for p in pids], level) for i in range(n)],
-        distance=_over([p["distance"] for p in pids], level),
+        distance=_over([p["distance"] for p in pids], level, unit=""),
         seeds=seeds,
         run_dirs=run_dirs,
         results=results,
