@@ -104,6 +104,9 @@ def validate_config(cfg: DictConfig) -> None:
         raise RineError(f"seed={cfg.seed} is invalid; use an integer")
     if cfg.distance.get("pairs", "all") not in DISTANCE_PAIRS:
         raise RineError(f"distance.pairs={cfg.distance.pairs} is unknown; choose one of: {', '.join(DISTANCE_PAIRS)}")
+    warn_above = cfg.distance.get("warn_above", 0.05)
+    if not isinstance(warn_above, (int, float)) or isinstance(warn_above, bool) or warn_above < 0:
+        raise RineError(f"distance.warn_above={warn_above} is invalid; use a total variation distance >= 0")
     if not isinstance(cfg.report.last_epochs, int) or cfg.report.last_epochs < 1:
         raise RineError(f"report.last_epochs={cfg.report.last_epochs} is invalid; average at least 1 epoch")
 
