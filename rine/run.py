@@ -259,6 +259,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
         "data_file": getattr(task, "data_file", None),
         "max_epochs": cfg.trainer.max_epochs,
         "distance_normalization": cfg.distance.normalize,
+        "distance_pairs": cfg.distance.get("pairs", "all"),
         "run_dir": str(run_dir),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

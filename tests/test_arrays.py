@@ -175,3 +175,10 @@ def test_kept_runs_are_reused_only_for_the_same_data(tmp_path):
     changed = rine.estimate_redundancy([x1, x2[::-1]], y, seeds=1, epochs=1, run_dir=tmp_path)
     assert "skipped" not in changed.results[0]
     assert len(list(tmp_path.glob("data-*.npz"))) == 2
+
+
+def test_api_takes_three_sources_and_the_to_mean_distance():
+    x1, x2, y = redundant_bit()
+    result = rine.estimate_redundancy([x1, x2, x1[:, :1]], y, seeds=1, epochs=1, overrides=["distance.pairs=to_mean"])
+    assert len(result.usable) == 3
+    assert result.results[0]["n_sources"] == 3 and result.results[0]["distance_pairs"] == "to_mean"
