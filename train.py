@@ -42,6 +42,8 @@ def main(cfg: DictConfig) -> float:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     print(format_summary(results), flush=True)
+    if results.get("warning"):
+        print(f"warning: {results['warning']}", file=sys.stderr, flush=True)
     return results["redundancy_bits"]
 
 

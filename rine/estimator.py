@@ -1,7 +1,8 @@
 """The RINE objective as a LightningModule, and the β schedule as a Callback.
 
 Training loss:  mean_i CE(f_i(x_i), y) + β_t · D,
-D = mean over pairs i < j of the batch mean of ||softmax f_i − softmax f_j||_1 (/ K).
+D = mean over pairs i < j of the batch mean of ||softmax f_i − softmax f_j||_1 (/ K),
+or, with pairs="to_mean", 2 · mean_i of ||softmax f_i − mean_j softmax f_j||_1 (/ K), O(n).
 Reported redundancy (held-out, eval mode, D excluded):  I∩ = H(Y) − mean_i CE_i, in bits.
 """
 
@@ -19,6 +20,7 @@ from rine.errors import RineError
 from rine.info import nats_to_bits
 
 DISTANCE_NORMALIZATIONS = ("classes", "none")
+DISTANCE_PAIRS = ("all", "to_mean")
 BETA_SCHEDULES = ("annealed", "fixed")
 
 
@@ -28,21 +30,27 @@ def _source_pairs(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Ten
     return i, j
 
 
-def prediction_distance(probs: torch.Tensor, normalize: str = "classes") -> torch.Tensor:
+def prediction_distance(probs: torch.Tensor, normalize: str = "classes", pairs: str = "all") -> torch.Tensor:
     """Mean over source pairs i < j and over the batch of ||p_i − p_j||_1.
 
     probs: [n_sources, batch, K]. normalize="classes" divides by K, as the authors' code
     did (their D was a mean over batch and classes), so the paper's β values carry over;
     "none" is the plain L1 distance of the paper's text (equivalent to β scaled by K).
+    pairs="to_mean" replaces the n(n−1)/2 pairs by each decoder's distance to the mean
+    prediction, times 2 so that for two sources it equals the all-pairs D exactly
+    (||p_1 − p̄|| = ||p_2 − p̄|| = ½||p_1 − p_2||) and β keeps its meaning; O(n) for many sources.
     """
     n, _, k = probs.shape
     if n < 2:
         return probs.new_zeros(())
-    i, j = _source_pairs(n, probs.device)
-    per_pair = (probs[i] - probs[j]).abs().sum(-1)  # [pairs, batch]
+    if pairs == "to_mean":
+        per_source = 2 * (probs - probs.mean(0, keepdim=True)).abs().sum(-1)  # [n, batch]
+    else:
+        i, j = _source_pairs(n, probs.device)
+        per_source = (probs[i] - probs[j]).abs().sum(-1)  # [pairs, batch]
     if normalize == "classes":
-        per_pair = per_pair / k
-    return per_pair.mean()
+        per_source = per_source / k
+    return per_source.mean()
 
 
 def annealed_beta(beta: float, epoch: int, gamma: float, schedule: str) -> float:
@@ -82,12 +90,16 @@ class RedundancyEstimator(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         lr_decay: float = 0.97,
         distance_normalization: str = "classes",
+        distance_pairs: str = "all",
     ):
         super().__init__()
         if distance_normalization not in DISTANCE_NORMALIZATIONS:
             raise RineError(
                 f"distance.normalize={distance_normalization!r}; choose one of {', '.join(DISTANCE_NORMALIZATIONS)}"
             )
+        if distance_pairs not in DISTANCE_PAIRS:
+            raise RineError(f"distance.pairs={distance_pairs!r}; choose one of {', '.join(DISTANCE_PAIRS)}")
+        self.distance_pairs = distance_pairs
         self.decoders = nn.ModuleList(decoders)
         self.h_y_bits = float(h_y_bits)
         self.make_optimizer = optimizer
@@ -114,7 +126,7 @@ class RedundancyEstimator(pl.LightningModule):
         logits = self(sources)  # [n, batch, K]
         # CE over [batch, K, n] against y broadcast to [batch, n]: one call for all decoders.
         ce = F.cross_entropy(logits.permute(1, 2, 0), y[:, None].expand(-1, len(logits)), reduction="none").mean(0)
-        distance = prediction_distance(logits.softmax(-1), self.distance_normalization)
+        distance = prediction_distance(logits.softmax(-1), self.distance_normalization, self.distance_pairs)
         correct = (logits.argmax(-1) == y).sum(1)
         return ce, distance, correct
 

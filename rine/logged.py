@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from rine.run import RESULTS_FILE
+from rine.stats import CI_LEVEL, t_interval
 
 
 def load_results(root: str | Path) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
@@ -73,10 +74,12 @@ def mean_std(values) -> tuple[float, float, int]:
 
 
 def format_mean_std(values, digits: int = 3) -> str:
-    """'0.973 ± 0.004 (n=5)'; a single run shows no spread; none shows '–'."""
+    """'0.973 ± 0.004 (n=5), 95% CI [0.968, 0.978]' (rine.stats.t_interval); a single run
+    shows no spread; none shows '–'."""
     mean, std, n = mean_std(values)
     if n == 0:
         return "–"
     if n == 1:
         return f"{mean:.{digits}f} (n=1)"
-    return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
+    low, high = t_interval(pd.Series(values, dtype=float).dropna())
+    return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n}), {CI_LEVEL:.0%} CI [{low:.{digits}f}, {high:.{digits}f}]"

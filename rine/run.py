@@ -24,10 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from rine.data import TensorBatches
 from rine.errors import RineError
-from rine.estimator import BETA_SCHEDULES, BetaSchedule, RedundancyEstimator
+from rine.estimator import BETA_SCHEDULES, DISTANCE_PAIRS, BetaSchedule, RedundancyEstimator
 
 RESULTS_FILE = "results.json"
 CHECKPOINT = Path("checkpoints") / "last.ckpt"  # rewritten at the end of every epoch
+MODES = ("estimate", "pid")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -85,6 +86,8 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 def validate_config(cfg: DictConfig) -> None:
     """Reject settings that would train something meaningless, before anything is written."""
+    if cfg.get("mode", "estimate") not in MODES:
+        raise RineError(f"mode={cfg.mode} is unknown; choose one of: {', '.join(MODES)}")
     beta = cfg.beta
     if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not math.isfinite(beta) or beta < 0:
         raise RineError(f"beta={beta} is invalid; the agreement weight must be a number >= 0")
@@ -101,6 +104,11 @@ def validate_config(cfg: DictConfig) -> None:
         raise RineError(f"trainer.precision={precision} is not supported; use 32 or bf16-mixed")
     if not isinstance(cfg.seed, int):
         raise RineError(f"seed={cfg.seed} is invalid; use an integer")
+    if cfg.distance.get("pairs", "all") not in DISTANCE_PAIRS:
+        raise RineError(f"distance.pairs={cfg.distance.pairs} is unknown; choose one of: {', '.join(DISTANCE_PAIRS)}")
+    warn_above = cfg.distance.get("warn_above", 0.05)
+    if not isinstance(warn_above, (int, float)) or isinstance(warn_above, bool) or warn_above < 0:
+        raise RineError(f"distance.warn_above={warn_above} is invalid; use a total variation distance >= 0")
     if not isinstance(cfg.report.last_epochs, int) or cfg.report.last_epochs < 1:
         raise RineError(f"report.last_epochs={cfg.report.last_epochs} is invalid; average at least 1 epoch")
 
@@ -129,6 +137,24 @@ def summarize(history: list[dict[str, float]], last_epochs: int, n_sources: int)
             "beta": [h["beta"] for h in history],
         },
     }
+
+
+def constraint_check(distance: float, n_classes: int, cfg: DictConfig) -> dict:
+    """Whether the decoders agree enough for I∩ to be a redundancy (the constraint D = 0).
+
+    The test is on the mean total variation distance between decoders' predictions,
+    ½ · L1 (undoing the /K of normalize=classes), so the threshold reads the same for any K.
+    """
+    per_sample_l1 = distance * n_classes if cfg.distance.normalize == "classes" else distance
+    tv = per_sample_l1 / 2
+    threshold = cfg.distance.get("warn_above", 0.05)
+    warning = None
+    if tv > threshold:
+        warning = (
+            f"the decoders still disagree (mean total variation {tv:.3f} > distance.warn_above={threshold:g}), "
+            "so I∩ is not yet a redundancy; raise beta or trainer.max_epochs"
+        )
+    return {"disagreement_tv": tv, "constraint_met": warning is None, "warning": warning}
 
 
 def _build_loggers(cfg: DictConfig, run_dir: Path) -> list:
@@ -164,6 +190,7 @@ def _train(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None
         optimizer=build(cfg.model.optimizer),
         lr_decay=cfg.model.lr_decay,
         distance_normalization=cfg.distance.normalize,
+        distance_pairs=cfg.distance.get("pairs", "all"),
     )
     callbacks = [BetaSchedule(cfg.beta, cfg.gamma, cfg.beta_schedule)]
     if cfg.trainer.get("enable_checkpointing", True):
@@ -194,8 +221,9 @@ def _train(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None
         os.replace(tmp, csv_path)
     if len(module.history) < cfg.trainer.max_epochs:
         raise RineError(f"training stopped after {len(module.history)} of {cfg.trainer.max_epochs} epochs")
+    summary = summarize(module.history, cfg.report.last_epochs, module.n_sources)
     return {
-        **summarize(module.history, cfg.report.last_epochs, module.n_sources),
+        **summary,
         "h_y_bits": data.h_y_bits,
         "h_y_basis": data.h_y_basis,
         "reference": data.reference,
@@ -204,6 +232,7 @@ def _train(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None
         "n_train": len(data.train),
         "n_heldout": len(data.heldout),
         "epochs": len(module.history),
+        **constraint_check(summary["distance"], data.n_classes, cfg),
     }
 
 
@@ -244,14 +273,17 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     results_path = run_dir / RESULTS_FILE
     base = {
         "task": task.name,
+        "mode": cfg.get("mode", "estimate"),
         "beta": cfg.beta,
         "beta_schedule": cfg.beta_schedule,
         "gamma": cfg.gamma,
         "seed": cfg.seed,
         "width": cfg.get("width"),
         "pmf_file": getattr(task, "pmf_file", None),
+        "data_file": getattr(task, "data_file", None),
         "max_epochs": cfg.trainer.max_epochs,
         "distance_normalization": cfg.distance.normalize,
+        "distance_pairs": cfg.distance.get("pairs", "all"),
         "run_dir": str(run_dir),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -260,7 +292,13 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     OmegaConf.save(cfg, run_dir / "config.yaml")
     start = time.perf_counter()
     try:
-        outcome = _train(cfg, task, run_dir, resume_from)
+        if cfg.get("mode", "estimate") == "pid":
+            from rine.pid import train_pid
+
+            # Several trainings in one run dir: a killed pid run starts afresh.
+            outcome = train_pid(cfg, task, run_dir, _train)
+        else:
+            outcome = _train(cfg, task, run_dir, resume_from)
     except BaseException as error:
         # Ctrl-C or a kill signal can be resumed; an error in the run starts afresh next time.
         interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
@@ -278,12 +316,22 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
 
 
 def format_summary(results: dict) -> str:
-    """One line: task, β, the estimate, the exact value when known, and where it was written."""
+    """One line: task, β, the estimate, the exact value when known, D, and where it was written.
+
+    mode=pid adds a second line with the atoms.
+    """
     line = f"{results['task']}  beta={results['beta']:g}  I∩ = {results['redundancy_bits']:.2f} bits"
     truth = (results.get("reference") or {}).get("true_redundancy")
     if truth:
         low, high = truth
         exact = f"{low:.2f}" if abs(high - low) < 5e-3 else f"{low:.2f}–{high:.2f}"
         line += f"  (exact {exact})"
+    if results.get("distance") is not None:
+        line += f"  D = {results['distance']:.3f}"  # the agreement reached, beside every redundancy
     done = "  (already complete, not re-trained)" if results.get("skipped") else ""
-    return f"{line}  -> {results['run_dir']}{done}"
+    line = f"{line}  -> {results['run_dir']}{done}"
+    if results.get("pid"):
+        from rine.pid import format_pid
+
+        line += "\n" + format_pid(results["pid"])
+    return line

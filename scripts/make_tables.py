@@ -4,7 +4,7 @@
 
 Reads the results.json of every complete run under --runs (default outputs/), keeps the
 canonical tasks trained with the annealed schedule, and reports I^V at each beta as
-mean ± std over seeds (with n), beside the exact measures of each distribution: the true
+mean ± std over seeds (with n) and a 95% t-interval, beside the exact measures of each distribution: the true
 redundancy, I∧ (computed here) and dit's I_GH, BROJA, MMI, I_min and I∩^≺ (from the cache
 made by `make reference-values`). Failed, interrupted or unreadable runs are listed and
 never averaged in. The paper's printed values stand in columns labelled as the paper's.
@@ -22,6 +22,7 @@ import pandas as pd  # noqa: E402
 from rine.logged import format_mean_std, load_results, mean_std, write_text_atomic  # noqa: E402
 from rine.references import DIT_MEASURES, describe, dit_references  # noqa: E402
 from rine.run import build, compose_config  # noqa: E402
+from rine.stats import t_interval  # noqa: E402
 
 TASKS = {"unq": "UNQ", "and": "AND", "rdnxor": "RDNXOR", "imperfectrdn": "IMPERFECTRDN"}
 # Printed in the paper (Tables 1 and 6), I^V at beta = 0, 5, 15.
@@ -34,7 +35,8 @@ PAPER = {
 MEASURE_LABELS = {"i_gh": "I_GH", "i_broja": "I_BROJA", "i_mmi": "I_MMI", "i_min": "I_min", "i_prec": "I^≺"}
 TABLES = {"table1": [15], "table6": [0, 5, 15]}
 FOOTNOTES = [
-    "I^V: this repo's RINE estimate on the held-out split (mean of the last 5 epochs), mean ± std over seeds.",
+    "I^V: this repo's RINE estimate on the held-out split (mean of the last 5 epochs), mean ± std over seeds "
+    "and the 95% Student-t confidence interval of the mean.",
     "I_GH and the other dit measures are dit 2.3's values (PID_GH seeded); the paper's Table 1 prints "
     "I_GH(AND) = 0, dit computes 0.123 bits.",
     "n/a (timeout): dit did not finish within the time budget of `make reference-values`.",
@@ -68,7 +70,9 @@ def build_table(runs: pd.DataFrame, betas: list[int], exact: dict) -> tuple[pd.D
             values = runs.loc[(runs["task"] == task) & (runs["beta"] == beta), "redundancy_bits"] if len(runs) else []
             shown[f"I^V β={beta}"] = format_mean_std(values)
             mean, std, n = mean_std(values)
-            raw.update({f"beta{beta}_mean": mean, f"beta{beta}_std": std, f"beta{beta}_n": n})
+            low, high = t_interval(pd.Series(values, dtype=float).dropna())
+            raw.update({f"beta{beta}_mean": mean, f"beta{beta}_std": std, f"beta{beta}_n": n,
+                        f"beta{beta}_ci_low": low, f"beta{beta}_ci_high": high})
         shown["Paper I^V (β=" + ", ".join(map(str, betas)) + ")"] = " / ".join(f"{PAPER[task][b]:.3f}" for b in betas)
         raw.update({f"paper_beta{b}": PAPER[task][b] for b in betas})
         display.append(shown)

@@ -53,7 +53,11 @@ def test_wandb_logger_runs_offline_beside_the_csv_log(tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("task=nope", "unknown task 'nope'; choose one of: and, imperfectrdn, pmf, rdnxor"),
+        ("task=nope", "unknown task 'nope'; choose one of: and, "),
+        ("mode=nope", "mode=nope is unknown; choose one of: estimate, pid"),
+        ("distance.pairs=some", "distance.pairs=some is unknown; choose one of: all, to_mean"),
+        ("task=arrays", "task=arrays needs data: add data_file="),
+        ("task=arrays data_file=nope.npz", "data file not found: 'nope.npz'"),
         ("beta=-1", "beta=-1 is invalid"),
         ("gamma=1.5", "gamma=1.5 is invalid"),
         ("gamma=0", "gamma=0 is invalid"),
@@ -62,7 +66,7 @@ def test_wandb_logger_runs_offline_beside_the_csv_log(tmp_path):
 )
 def test_bad_input_is_one_line_without_traceback(tmp_path, override, message):
     run_dir = tmp_path / "bad"
-    proc = train(override, f"hydra.run.dir={run_dir}")
+    proc = train(*override.split(), f"hydra.run.dir={run_dir}")
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {proc.stderr.strip()[len('error: '):]}"
     assert message in proc.stderr

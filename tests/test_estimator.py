@@ -83,3 +83,33 @@ def test_reported_bits_are_h_y_minus_mean_cross_entropy():
     assert metrics["val/redundancy_bits"] == pytest.approx(0.5, abs=1e-6)
     # |(1/4,1/4,1/4,1/4) - (1/2,1/6,1/6,1/6)|_1 = 1/2, divided by K = 4.
     assert metrics["val/distance"] == pytest.approx(0.5 / 4, abs=1e-6)
+
+
+def test_to_mean_distance_equals_all_pairs_for_two_sources_and_by_hand_for_three():
+    p = torch.softmax(torch.randn(2, 6, 3, generator=torch.Generator().manual_seed(1)), -1)
+    for normalize in ("classes", "none"):
+        assert prediction_distance(p, normalize, "to_mean").item() == pytest.approx(
+            prediction_distance(p, normalize, "all").item(), rel=1e-6)
+    a = torch.tensor([[1.0, 0.0, 0.0]])
+    b = torch.tensor([[0.0, 1.0, 0.0]])
+    c = torch.tensor([[1.0, 0.0, 0.0]])
+    # Mean (2/3, 1/3, 0); distances to it 2/3, 4/3, 2/3 -> mean 8/9, times 2 = 16/9.
+    probs = torch.stack([a, b, c])
+    assert prediction_distance(probs, "none", "to_mean").item() == pytest.approx(16 / 9)
+
+
+def test_unknown_distance_pairs_is_a_rine_error():
+    from rine.errors import RineError
+
+    with pytest.raises(RineError, match="distance.pairs='some'; choose one of all, to_mean"):
+        RedundancyEstimator([nn.Linear(1, 2)], h_y_bits=1.0, optimizer=torch.optim.SGD, distance_pairs="some")
+
+
+def test_t_interval_by_hand():
+    from rine.stats import t_interval
+
+    values = [1.0, 2.0, 3.0, 4.0, 5.0]  # mean 3, sample std √2.5; t_{0.975, 4} = 2.7764
+    low, high = t_interval(values)
+    half = 2.7764 * math.sqrt(2.5) / math.sqrt(5)
+    assert (low, high) == pytest.approx((3 - half, 3 + half), abs=1e-4)
+    assert all(math.isnan(v) for v in t_interval([1.0]))

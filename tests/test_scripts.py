@@ -41,6 +41,8 @@ def test_tables_average_complete_runs_and_list_the_rest(tmp_path):
     table1 = (out / "table1.md").read_text()
     rdnxor = next(line for line in table1.splitlines() if line.startswith("| RDNXOR"))
     assert "0.970 ± 0.014 (n=2)" in rdnxor  # mean and sample std of 0.98 and 0.96 only
+    # 95% t-interval, 1 degree of freedom: 0.97 ± 12.706 · 0.01414 / √2.
+    assert "0.970 ± 0.014 (n=2), 95% CI [0.843, 1.097]" in rdnxor
     assert "0.967" in rdnxor  # the paper's printed value, in its own column
     assert "n/a (timeout)" in rdnxor  # dit's I_GH never finished on RDNXOR
     and_row = next(line for line in table1.splitlines() if line.startswith("| AND"))
@@ -48,6 +50,7 @@ def test_tables_average_complete_runs_and_list_the_rest(tmp_path):
     table6 = pd.read_csv(out / "table6.csv").set_index("task")
     assert table6.loc["unq", "beta0_mean"] == pytest.approx(0.99)
     assert table6.loc["rdnxor", "beta15_n"] == 2
+    assert table6.loc["rdnxor", "beta15_ci_low"] == pytest.approx(0.97 - 0.12706, abs=1e-4)
     assert table6.loc["rdnxor", "i_wedge"] == pytest.approx(1.0)
     assert r"\pm" in (out / "table1.tex").read_text()
 

@@ -1,0 +1,233 @@
+"""The Python API: RINE on arrays in memory, over several seeds, through train.py's code path.
+
+Each call saves the arrays as an .npz, composes the same config `train.py task=arrays
+data_file=...` would, and runs `rine.run.run` once per seed: the numbers are the ones the
+CLI gives for the same data, seed and overrides.
+
+Figures over seeds are Estimates: the mean, the sample std (ddof=1) and a two-sided
+Student-t confidence interval for the mean (95% by default), mean ± t_{n−1} · std / √n.
+With one seed the std and the interval are NaN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tempfile
+import warnings
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+class DisagreementWarning(UserWarning):
+    """The decoders still disagree at the end of training: I∩ is not yet a redundancy."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One quantity over seeds: `.bits` (mean), `.std`, `.ci` (low, high), `.per_seed`."""
+
+    per_seed: tuple[float, ...]
+    level: float = 0.95
+    unit: str = "bits"  # D is not in bits: its Estimate has unit ""
+
+    @property
+    def n(self) -> int:
+        return len(self.per_seed)
+
+    @property
+    def bits(self) -> float:
+        return float(np.mean(self.per_seed))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.per_seed, ddof=1)) if self.n > 1 else math.nan
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        from rine.stats import t_interval
+
+        return t_interval(self.per_seed, self.level)
+
+    def __float__(self) -> float:
+        return self.bits
+
+    def __repr__(self) -> str:
+        low, high = self.ci
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.bits:.3f} ± {self.std:.3f}{unit} ({self.level:.0%} CI {low:.3f} to {high:.3f}, n={self.n})"
+
+    def row(self, name: str) -> dict:
+        low, high = self.ci
+        return {"quantity": name, "mean": self.bits, "std": self.std, "ci_low": low, "ci_high": high, "n": self.n}
+
+
+def _frame(rows: list[dict]):
+    import pandas as pd
+
+    return pd.DataFrame(rows).set_index("quantity")
+
+
+@dataclass(frozen=True)
+class RedundancyResult:
+    """I∩ over seeds (`.bits`, `.std`, `.ci`, `.per_seed`), each source's usable information
+    under the same agreement penalty (`.usable`), and the final disagreement D (`.distance`)."""
+
+    redundancy: Estimate
+    usable: list[Estimate]
+    distance: Estimate
+    seeds: list[int]
+    run_dirs: list[str] | None = None  # None when the runs went to a temporary folder
+    results: list[dict] = field(default_factory=list, repr=False)  # each seed's results.json
+
+    bits = property(lambda self: self.redundancy.bits)
+    std = property(lambda self: self.redundancy.std)
+    ci = property(lambda self: self.redundancy.ci)
+    per_seed = property(lambda self: list(self.redundancy.per_seed))
+
+    def to_frame(self):
+        """One row per quantity (redundancy, usable_x<i>, distance): mean, std, ci_low, ci_high, n."""
+        rows = [self.redundancy.row("redundancy")]
+        rows += [u.row(f"usable_x{i + 1}") for i, u in enumerate(self.usable)]
+        return _frame(rows + [self.distance.row("distance")])
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """The PID atoms over seeds, each an Estimate; `unique`/`synergy` are None for n > 2 sources."""
+
+    redundancy: Estimate
+    unique: list[Estimate] | None
+    synergy: Estimate | None
+    joint: Estimate
+    usable: list[Estimate]  # I(Xi;Y) from each source alone at β = 0
+    distance: Estimate  # D of the redundancy run
+    seeds: list[int]
+    run_dirs: list[str] | None = None
+    results: list[dict] = field(default_factory=list, repr=False)
+
+    def to_frame(self):
+        """One row per atom: mean, std, ci_low, ci_high, n."""
+        rows = [self.redundancy.row("redundancy")]
+        rows += [u.row(f"unique_x{i + 1}") for i, u in enumerate(self.unique or [])]
+        rows += [self.synergy.row("synergy")] if self.synergy is not None else []
+        rows += [self.joint.row("joint")] + [u.row(f"usable_x{i + 1}") for i, u in enumerate(self.usable)]
+        return _frame(rows + [self.distance.row("distance")])
+
+
+def _train_seeds(mode: str, sources, y, beta: float, seeds, epochs, run_dir, overrides, name) -> tuple[list[int], list[dict], list[str] | None]:
+    from rine.arrays import check_arrays
+    from rine.run import compose_config, quiet_framework_output, run
+
+    sources = list(sources)
+    # Checked here too, so a mistake is named in the caller's terms and not a temp file's.
+    check_arrays(sources, y, where=f"rine.{'decompose' if mode == 'pid' else 'estimate_redundancy'}")
+    seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seeds:
+        from rine.errors import RineError
+
+        raise RineError("seeds must be a positive number or a list of seeds")
+    quiet_framework_output()
+    keep = run_dir is not None
+    with (nullcontext(str(run_dir)) if keep else tempfile.TemporaryDirectory(prefix="rine-")) as root:
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        arrays = {"y": np.asarray(y), **{f"x{i + 1}": np.asarray(x) for i, x in enumerate(sources)}}
+        # Named by content: the path is in the config, so a kept run of other data is never reused.
+        digest = hashlib.sha1()
+        for key, a in arrays.items():
+            digest.update(f"{key}{a.dtype}{a.shape}".encode())
+            digest.update(np.ascontiguousarray(a).tobytes())
+        data_file = root / f"data-{digest.hexdigest()[:12]}.npz"
+        if not data_file.is_file():
+            np.savez(data_file, **arrays)
+        base = [f"mode={mode}", "task=arrays", f"beta={beta}", *([f"trainer.max_epochs={epochs}"] if epochs else [])]
+        all_results = []
+        for seed in seeds:
+            cfg = compose_config([*base, f"seed={seed}", *overrides])
+            # Set after composing: a path is not always a valid override value (spaces, '=').
+            cfg.data_file = str(data_file)
+            cfg.task.name = name
+            all_results.append(run(cfg, root / f"seed{seed}"))
+    run_dirs = [r["run_dir"] for r in all_results] if keep else None
+    unmet = [s for s, r in zip(seeds, all_results) if r.get("warning")]
+    if unmet:
+        warnings.warn(
+            f"seed(s) {', '.join(map(str, unmet))}: {all_results[seeds.index(unmet[0])]['warning']}",
+            DisagreementWarning,
+            stacklevel=3,
+        )
+    return seeds, all_results, run_dirs
+
+
+def _over(values, level, unit: str = "bits") -> Estimate:
+    return Estimate(tuple(float(v) for v in values), level, unit)
+
+
+def estimate_redundancy(
+    sources: Sequence,
+    y,
+    beta: float = 15,
+    seeds: int | Sequence[int] = 5,
+    epochs: int | None = None,
+    run_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    level: float = 0.95,
+    name: str = "arrays",
+) -> RedundancyResult:
+    """The redundant information of `sources` (arrays, first dimension N) about labels `y`.
+
+    seeds: how many seeds (0..seeds−1) or which; each seeds the split, initialisation and
+    batch order. epochs: trainer.max_epochs (default: the config's 30). run_dir: keep the
+    runs there (one folder per seed; a complete run of the same config is reused);
+    default: a temporary folder. overrides: any other train.py overrides, e.g.
+    ["model.decoder.hidden=[64,32]", "distance.pairs=to_mean"]. A DisagreementWarning
+    says when the decoders still disagree (see distance.warn_above).
+    """
+    seeds, results, run_dirs = _train_seeds("estimate", sources, y, beta, seeds, epochs, run_dir, overrides, name)
+    n = results[0]["n_sources"]
+    return RedundancyResult(
+        redundancy=_over([r["redundancy_bits"] for r in results], level),
+        usable=[_over([r["usable_info_bits"][i] for r in results], level) for i in range(n)],
+        distance=_over([r["distance"] for r in results], level, unit=""),
+        seeds=seeds,
+        run_dirs=run_dirs,
+        results=results,
+    )
+
+
+def decompose(
+    sources: Sequence,
+    y,
+    beta: float = 15,
+    seeds: int | Sequence[int] = 5,
+    epochs: int | None = None,
+    run_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    level: float = 0.95,
+    name: str = "arrays",
+) -> Decomposition:
+    """The partial information decomposition (mode=pid) of `sources` about `y`, over seeds.
+
+    Same arguments as estimate_redundancy. Atoms per seed come from that seed's runs
+    (UI_i = I(Xi;Y) − I∩, SI = I(X1,X2;Y) − UI_1 − UI_2 − I∩), then are averaged.
+    """
+    seeds, results, run_dirs = _train_seeds("pid", sources, y, beta, seeds, epochs, run_dir, overrides, name)
+    pids = [r["pid"] for r in results]
+    n = len(pids[0]["usable"])
+    two = pids[0]["unique"] is not None
+    return Decomposition(
+        redundancy=_over([p["redundancy"] for p in pids], level),
+        unique=[_over([p["unique"][i] for p in pids], level) for i in range(n)] if two else None,
+        synergy=_over([p["synergy"] for p in pids], level) if two else None,
+        joint=_over([p["joint"] for p in pids], level),
+        usable=[_over([p["usable"][i] for p in pids], level) for i in range(n)],
+        distance=_over([p["distance"] for p in pids], level, unit=""),
+        seeds=seeds,
+        run_dirs=run_dirs,
+        results=results,
+    )

@@ -1,0 +1,143 @@
+"""mode=pid: the partial information decomposition from RINE runs (paper App. C.1).
+
+Besides the redundancy run (the configured β, all sources), the same trainer runs at β = 0
+on each source alone (its usable information I(Xi;Y)) and once on all sources concatenated
+into one input (the joint usable information I(X1..Xn;Y)). For two sources:
+
+    UI_i = I(Xi;Y) − I∩,    SI = I(X1,X2;Y) − UI_1 − UI_2 − I∩.
+
+For n > 2 sources the decomposition has many more atoms than these quantities determine,
+so only the redundancy, the joint and each source's usable information are reported
+(`unique` and `synergy` are null).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from rine.data import Split
+
+PID_FIGURE = "pid.png"
+N_GT_2_NOTE = (
+    "n > 2 sources: unique and synergy are not determined by these quantities "
+    "(the n-source lattice has more atoms); redundancy, joint and usable are reported"
+)
+
+
+class SourceView:
+    """Another task's data with only some of its sources, or all of them as one input."""
+
+    def __init__(self, task, select: list[int] | None = None):
+        self.task = task
+        self.select = select  # None: all sources flattened and concatenated
+        self.name = task.name
+
+    def _view(self, split: Split) -> Split:
+        if self.select is None:
+            return Split([torch.cat([s.flatten(1) for s in split.sources], dim=1)], split.y)
+        return Split([split.sources[i] for i in self.select], split.y)
+
+    def setup(self, seed: int):
+        # The same seed gives the same samples and split as the redundancy run.
+        data = self.task.setup(seed)
+        return dataclasses.replace(data, train=self._view(data.train), heldout=self._view(data.heldout))
+
+
+def atoms(redundancy: float, usable: list[float], joint: float) -> dict:
+    """The PID atoms from I∩, each I(Xi;Y) and I(X1..Xn;Y); unique/synergy only for n = 2."""
+    out = {"redundancy": redundancy, "unique": None, "synergy": None, "joint": joint, "usable": list(usable)}
+    if len(usable) == 2:
+        unique = [u - redundancy for u in usable]
+        out["unique"] = unique
+        out["synergy"] = joint - sum(unique) - redundancy
+    return out
+
+
+def exact_atoms(reference: dict | None) -> dict | None:
+    """The same atoms from a known distribution, when its true redundancy is a point value."""
+    truth = (reference or {}).get("true_redundancy")
+    if not truth or abs(truth[1] - truth[0]) > 1e-9:
+        return None
+    return atoms(truth[0], reference["mi_sources"], reference["mi_joint"])
+
+
+def train_pid(cfg: DictConfig, task, run_dir: Path, train) -> dict:
+    """Train the redundancy run in run_dir and the β = 0 runs under run_dir/pid/.
+
+    `train(cfg, task, run_dir)` is rine.run._train: every number here comes from the
+    same trainer and reduction (mean of the last `report.last_epochs` held-out epochs).
+    """
+    outcome = train(cfg, task, run_dir)
+    n = outcome["n_sources"]
+    usable_cfg = OmegaConf.merge(cfg, {"beta": 0})
+    runs = {f"usable_x{i + 1}": SourceView(task, [i]) for i in range(n)}
+    runs["joint"] = SourceView(task, None)
+    bits = {}
+    for name, view in runs.items():
+        bits[name] = train(usable_cfg, view, run_dir / "pid" / name)["redundancy_bits"]
+    pid = atoms(outcome["redundancy_bits"], [bits[f"usable_x{i + 1}"] for i in range(n)], bits["joint"])
+    pid.update(
+        distance=outcome["distance"],
+        exact=exact_atoms(outcome.get("reference")),
+        note=None if n == 2 else N_GT_2_NOTE,
+        figure=PID_FIGURE,
+        runs={name: f"pid/{name}" for name in runs},
+    )
+    draw_pid(pid, run_dir / PID_FIGURE, title=f"{task.name}  β={cfg.beta:g}")
+    return {**outcome, "pid": pid}
+
+
+def _segments(pid: dict) -> list[tuple[str, float]]:
+    if pid["unique"] is not None:
+        return [("redundancy", pid["redundancy"]), ("unique x1", pid["unique"][0]),
+                ("unique x2", pid["unique"][1]), ("synergy", pid["synergy"])]
+    return [("redundancy", pid["redundancy"]), ("joint − redundancy", pid["joint"] - pid["redundancy"])]
+
+
+def draw_pid(pid: dict, path: Path, title: str) -> None:
+    """A stacked bar of the atoms (and of the exact ones beside it, when known), as PNG.
+
+    Estimated atoms can be slightly negative (estimation noise); a bar cannot stack a
+    negative segment, so it is drawn as 0 and its value is printed on the bar.
+    """
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, safe in notebooks
+
+    bars = [("RINE", pid)] + ([("exact", pid["exact"])] if pid.get("exact") else [])
+    colors = ["#4c72b0", "#55a868", "#8172b2", "#c44e52"]
+    fig = Figure(figsize=(2.2 + 1.4 * len(bars), 4))
+    ax = fig.add_subplot()
+    for x, (label, values) in enumerate(bars):
+        bottom = 0.0
+        for k, (name, value) in enumerate(_segments(values)):
+            height = max(value, 0.0)
+            ax.bar(x, height, bottom=bottom, color=colors[k], width=0.6, label=name if x == 0 else None)
+            if height > 0.08 or value < 0:
+                ax.text(x, bottom + height / 2, f"{value:.2f}", ha="center", va="center", fontsize=8)
+            bottom += height
+        ax.plot([x - 0.35, x + 0.35], [values["joint"]] * 2, color="black", lw=1)
+    ax.set_xticks(range(len(bars)), [b[0] for b in bars])
+    ax.set_ylabel("bits")
+    ax.set_title(f"{title}\n(black line: joint I(X;Y))", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    tmp.replace(path)
+
+
+def format_pid(pid: dict) -> str:
+    """One line of atoms in bits, with the exact ones when known."""
+
+    def show(p: dict) -> str:
+        parts = [f"redundancy {p['redundancy']:.2f}"]
+        if p["unique"] is not None:
+            parts += [f"unique {', '.join(f'{u:.2f}' for u in p['unique'])}", f"synergy {p['synergy']:.2f}"]
+        return "  ".join(parts + [f"joint {p['joint']:.2f}", f"usable {', '.join(f'{u:.2f}' for u in p['usable'])}"])
+
+    line = f"PID (bits): {show(pid)}"
+    if pid.get("exact"):
+        line += f"  | exact: {show(pid['exact'])}"
+    return line
