@@ -53,7 +53,7 @@ def test_wandb_logger_runs_offline_beside_the_csv_log(tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("task=nope", "unknown task 'nope'; choose one of: and, imperfectrdn, rdnxor, unq"),
+        ("task=nope", "unknown task 'nope'; choose one of: and, cifar_channels, cifar_crop, cifar_freq, digits_crop, imperfectrdn, pmf, rdnxor, unq"),
         ("beta=-1", "beta=-1 is invalid"),
         ("gamma=1.5", "gamma=1.5 is invalid"),
         ("gamma=0", "gamma=0 is invalid"),

@@ -26,10 +26,13 @@ def test_default_config_is_rdnxor_at_beta_15_for_30_epochs():
 def test_every_group_option_composes(group, option):
     cfg = compose_config([f"{group}={option}"])
     validate_config(cfg)
-    assert cfg[group] is not None or group == "experiment"
+    assert group == "experiment" or cfg[group] is not None  # experiments are global packages
 
 
-@pytest.mark.parametrize("task", [o for g, o in GROUP_OPTIONS if g == "task"])
+DISCRETE_TASKS = [o for g, o in GROUP_OPTIONS if g == "task" and not o.startswith(("cifar_", "digits_"))]
+
+
+@pytest.mark.parametrize("task", DISCRETE_TASKS)
 def test_every_task_builds_with_exact_references(task):
     data = instantiate(compose_config([f"task={task}"]).task).setup(seed=0)
     assert len(data.train) == 8000 and len(data.heldout) == 2000  # 10,000 samples, 80/20
