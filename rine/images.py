@@ -168,7 +168,7 @@ def _channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     return mean.tolist(), std.tolist()
 
 
-def _image_task_data(name, train_x, train_y, test_x, test_y, class_names, views_kwargs) -> TaskData:
+def image_task_data(name, train_x, train_y, test_x, test_y, class_names, views_kwargs) -> TaskData:
     mean, std = _channel_stats(train_x)
     views = ImageViews(mean=mean, std=std, image_shape=tuple(train_x.shape[1:]), **views_kwargs)
     n_classes = len(class_names)
@@ -209,7 +209,7 @@ class CifarTask:
         train_x, train_y, test_x, test_y, class_names = load_cifar10(self.data_dir, self.download)
         train = slice(None, self.n_train)
         heldout = slice(None, self.n_heldout)
-        return _image_task_data(self.name, train_x[train], train_y[train], test_x[heldout], test_y[heldout],
+        return image_task_data(self.name, train_x[train], train_y[train], test_x[heldout], test_y[heldout],
                                 class_names, self.views_kwargs)
 
 
@@ -238,5 +238,5 @@ class DigitsCropTask:
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
         n_heldout = math.ceil(len(labels) * self.holdout_fraction)
         train, heldout = order[n_heldout:], order[:n_heldout]
-        return _image_task_data(self.name, images[train], labels[train], images[heldout], labels[heldout],
+        return image_task_data(self.name, images[train], labels[train], images[heldout], labels[heldout],
                                 [str(d) for d in range(10)], self.views_kwargs)
