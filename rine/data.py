@@ -29,6 +29,9 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
+    def to(self, device) -> Split:
+        return Split([s.to(device) for s in self.sources], self.y.to(device))
+
 
 @dataclass
 class TaskData:
@@ -40,6 +43,9 @@ class TaskData:
     h_y_basis: str  # "exact" (known distribution) or "empirical" (training labels)
     reference: dict | None = None  # exact measures, when the distribution is known
     class_names: list[str] = field(default_factory=list)
+    # Image tasks: a module mapping a batch of raw images to the list of sources (with
+    # `.shapes`, one per source); the splits then hold [images] only. None: sources as stored.
+    views: torch.nn.Module | None = None
 
     @property
     def input_dims(self) -> list[int]:

@@ -4,6 +4,7 @@ Training loss:  mean_i CE(f_i(x_i), y) + β_t · D,
 D = mean over pairs i < j of the batch mean of ||softmax f_i − softmax f_j||_1 (/ K),
 or, with pairs="to_mean", 2 · mean_i of ||softmax f_i − mean_j softmax f_j||_1 (/ K), O(n).
 Reported redundancy (held-out, eval mode, D excluded):  I∩ = H(Y) − mean_i CE_i, in bits.
+Per class c (held-out):  H(Y) − mean over samples with y = c of mean_i CE_i, in bits.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class RedundancyEstimator(pl.LightningModule):
         lr_decay: float = 0.97,
         distance_normalization: str = "classes",
         distance_pairs: str = "all",
+        views: nn.Module | None = None,
     ):
         super().__init__()
         if distance_normalization not in DISTANCE_NORMALIZATIONS:
@@ -105,6 +107,9 @@ class RedundancyEstimator(pl.LightningModule):
         self.make_optimizer = optimizer
         self.lr_decay = lr_decay
         self.distance_normalization = distance_normalization
+        # Image tasks: batches hold raw images and `views` cuts each source from them on the
+        # module's device (see on_after_batch_transfer).
+        self.views = views
         # The loop is written out (manual optimization): Lightning's automatic loop costs
         # more per step than the small decoders themselves.
         self.automatic_optimization = False
@@ -113,6 +118,7 @@ class RedundancyEstimator(pl.LightningModule):
         self.history: list[dict[str, float]] = []
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
+        self._class_sums: torch.Tensor | None = None  # [2, K]: held-out CE sums (nats), counts
 
     @property
     def n_sources(self) -> int:
@@ -122,13 +128,25 @@ class RedundancyEstimator(pl.LightningModule):
         """Logits of every decoder, stacked: [n_sources, batch, K]."""
         return torch.stack([decoder(x) for decoder, x in zip(self.decoders, sources)])
 
-    def _evaluate(self, sources, y):
-        logits = self(sources)  # [n, batch, K]
+    def _losses(self, sources, y):
+        """Logits [n, batch, K], per-sample CE [batch, n], distance D, correct counts [n]."""
+        logits = self(sources)
         # CE over [batch, K, n] against y broadcast to [batch, n]: one call for all decoders.
-        ce = F.cross_entropy(logits.permute(1, 2, 0), y[:, None].expand(-1, len(logits)), reduction="none").mean(0)
+        ce = F.cross_entropy(logits.permute(1, 2, 0), y[:, None].expand(-1, len(logits)), reduction="none")
         distance = prediction_distance(logits.softmax(-1), self.distance_normalization, self.distance_pairs)
         correct = (logits.argmax(-1) == y).sum(1)
-        return ce, distance, correct
+        return logits, ce, distance, correct
+
+    def _evaluate(self, sources, y):
+        _, ce, distance, correct = self._losses(sources, y)
+        return ce.mean(0), distance, correct
+
+    def _accumulate_per_class(self, ce_per_sample: torch.Tensor, y: torch.Tensor, n_classes: int) -> None:
+        # index_add on the device: no .item() per step; a class absent so far just keeps 0/0.
+        if self._class_sums is None:
+            self._class_sums = torch.zeros(2, n_classes, dtype=torch.float64, device=y.device)
+        self._class_sums[0].index_add_(0, y, ce_per_sample.detach().double())
+        self._class_sums[1].index_add_(0, y, torch.ones_like(y, dtype=torch.float64))
 
     def _accumulate(self, stage: str, ce, distance, correct, batch_size: int, loss=None) -> None:
         # Sums stay tensors (no .item() per step) so the hot loop never waits on the device.
@@ -146,6 +164,18 @@ class RedundancyEstimator(pl.LightningModule):
         # The batch structure is known: skip Lightning's generic (and per-step costly) walk.
         sources, y = batch
         return [x.to(device, non_blocking=True) for x in sources], y.to(device, non_blocking=True)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        if self.views is None:
+            return batch
+        (images,), y = batch
+        # Augment only while training (the held-out pass is a validation stage).
+        return self.views(images, train=self.trainer.training), y
+
+    def on_fit_start(self) -> None:
+        # Convolutions run fastest in channels_last on an accelerator; the views match it.
+        if self.views is not None and self.device.type != "cpu":
+            self.to(memory_format=torch.channels_last)
 
     def on_train_epoch_start(self) -> None:
         self._epoch_lr = self.optimizers().param_groups[0]["lr"]
@@ -166,8 +196,9 @@ class RedundancyEstimator(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         sources, y = batch
-        ce, distance, correct = self._evaluate(sources, y)
-        self._accumulate("val", ce, distance, correct, len(y))
+        logits, ce, distance, correct = self._losses(sources, y)
+        self._accumulate("val", ce.mean(0), distance, correct, len(y))
+        self._accumulate_per_class(ce.mean(1), y, logits.shape[-1])
 
     def _epoch_metrics(self, stage: str) -> dict[str, float]:
         sums = (self._sums.pop(stage) / self._counts.pop(stage)).double().cpu()
@@ -181,6 +212,13 @@ class RedundancyEstimator(pl.LightningModule):
             metrics[f"{stage}/acc_x{i + 1}"] = float(sums[n + 1 + i])
         if len(sums) > 2 * n + 1:
             metrics[f"{stage}/loss"] = float(sums[2 * n + 1])
+        if stage == "val" and self._class_sums is not None:
+            class_sums, counts = self._class_sums.cpu()
+            self._class_sums = None
+            # NaN marks a class with no held-out sample; results.json turns it into null.
+            per_class = self.h_y_bits - nats_to_bits(class_sums / counts)
+            for c, bits in enumerate(per_class.tolist()):
+                metrics[f"val/redundancy_bits_class{c}"] = bits
         return metrics
 
     def on_train_epoch_end(self) -> None:

@@ -31,3 +31,24 @@ class MLP(nn.Sequential):
             width = h
         layers.append(nn.Linear(width, n_classes))
         super().__init__(*layers)
+
+
+class ResNet18(nn.Module):
+    """torchvision's ResNet-18 with the CIFAR stem (paper App. C.5).
+
+    The 7x7 stride-2 stem and the max-pool would shrink a 32x32 image to 8x8 before the
+    first block; the CIFAR stem is a 3x3 stride-1 conv without pooling. Input channels come
+    from the view (1 for a colour channel); the adaptive average pool accepts any crop width.
+    """
+
+    def __init__(self, input_shape: Sequence[int], n_classes: int):
+        super().__init__()
+        from torchvision.models import resnet18
+
+        net = resnet18(weights=None, num_classes=n_classes)
+        net.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x)

@@ -32,6 +32,15 @@ MODES = ("estimate", "pid")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
+def _mixed_precision(accelerator: str) -> str:
+    """bf16 autocast where an accelerator trains (configs/trainer/image.yaml); plain 32 on a CPU."""
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "bf16-mixed" if on_gpu else "32-true"
+
+
+OmegaConf.register_new_resolver("rine_precision", _mixed_precision, replace=True)
+
+
 def quiet_framework_output() -> None:
     """Keep the console to our own lines: Lightning's banner stays in train.log only."""
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -122,7 +131,12 @@ def summarize(history: list[dict[str, float]], last_epochs: int, n_sources: int)
 
     sources = [f"x{i + 1}" for i in range(n_sources)]
     final = history[-1]
+    per_class_keys = sorted((k for k in final if k.startswith("val/redundancy_bits_class")),
+                            key=lambda k: int(k.rpartition("class")[2]))
+    per_class = [mean(k) for k in per_class_keys]
     return {
+        # null, never NaN, for a class absent from the held-out split
+        "per_class_redundancy_bits": [v if math.isfinite(v) else None for v in per_class],
         "redundancy_bits": mean("val/redundancy_bits"),
         "redundancy_bits_final": final["val/redundancy_bits"],
         "usable_info_bits": [mean(f"val/usable_info_bits_{s}") for s in sources],
@@ -180,10 +194,11 @@ def _train(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None
         torch.set_num_threads(cfg.model.threads)
     pl.seed_everything(cfg.seed, verbose=False)
     data = task.setup(cfg.seed)
-    decoders = [
-        build(cfg.model.decoder, input_shape=tuple(s.shape[1:]), n_classes=data.n_classes)
-        for s in data.train.sources
-    ]
+    if data.views is not None:  # image tasks: the sources are cut from raw images per batch
+        shapes = data.views.shapes
+    else:
+        shapes = [tuple(s.shape[1:]) for s in data.train.sources]
+    decoders = [build(cfg.model.decoder, input_shape=shape, n_classes=data.n_classes) for shape in shapes]
     module = RedundancyEstimator(
         decoders,
         h_y_bits=data.h_y_bits,
@@ -191,6 +206,7 @@ def _train(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None
         lr_decay=cfg.model.lr_decay,
         distance_normalization=cfg.distance.normalize,
         distance_pairs=cfg.distance.get("pairs", "all"),
+        views=data.views,
     )
     callbacks = [BetaSchedule(cfg.beta, cfg.gamma, cfg.beta_schedule)]
     if cfg.trainer.get("enable_checkpointing", True):
@@ -202,6 +218,10 @@ def _train(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None
     earlier_log = pd.read_csv(csv_path) if resume_from is not None and csv_path.is_file() else None
     loggers = _build_loggers(cfg, run_dir)
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
+    if data.views is not None:
+        # Images are decoded once and kept on the training device: batches are cut there.
+        device = trainer.strategy.root_device
+        data.train, data.heldout = data.train.to(device), data.heldout.to(device)
     try:
         trainer.fit(
             module,
@@ -229,6 +249,7 @@ def _train(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None
         "reference": data.reference,
         "n_sources": module.n_sources,
         "n_classes": data.n_classes,
+        "class_names": data.class_names,
         "n_train": len(data.train),
         "n_heldout": len(data.heldout),
         "epochs": len(module.history),

@@ -1,0 +1,187 @@
+"""Image tasks on a tiny CIFAR-10 written in the official python-pickle layout."""
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rine.errors import RineError
+from rine.images import CifarTask, ImageViews, load_cifar10
+from rine.models import ResNet18
+from rine.run import compose_config
+
+ROOT = Path(__file__).resolve().parent.parent
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _write_batch(path: Path, images: np.ndarray, labels: list[int]) -> None:
+    # The official files are Python 2 pickles of dicts with a flat [N, 3072] uint8 'data'
+    # (1024 red, 1024 green, 1024 blue values, row-major) and a 'labels' list.
+    batch = {"batch_label": path.name, "data": images.reshape(len(images), -1), "labels": labels,
+             "filenames": [f"{i}.png" for i in range(len(labels))]}
+    with path.open("wb") as f:
+        pickle.dump(batch, f, protocol=2)
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path):
+    """data_dir with cifar-10-batches-py/: 5 x 4 training images, 9 test images with no 'truck' (9)."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for i in range(1, 6):
+        _write_batch(folder / f"data_batch_{i}", rng.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8),
+                     [(4 * (i - 1) + j) % 10 for j in range(4)])
+    _write_batch(folder / "test_batch", rng.integers(0, 256, (9, 3, 32, 32), dtype=np.uint8), list(range(9)))
+    with (folder / "batches.meta").open("wb") as f:
+        pickle.dump({"label_names": CLASSES, "num_cases_per_batch": 4, "num_vis": 3072}, f, protocol=2)
+    return tmp_path / "data"
+
+
+def _views(kind, **kwargs):
+    return ImageViews(kind, mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.3], image_shape=(3, 32, 32), **kwargs)
+
+
+def _images(n=6, seed=1):
+    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_loader_reads_the_official_layout(tiny_cifar):
+    train_x, train_y, test_x, test_y, names = load_cifar10(tiny_cifar)
+    assert train_x.shape == (20, 3, 32, 32) and train_x.dtype == torch.uint8
+    assert test_x.shape == (9, 3, 32, 32) and names == CLASSES
+    assert train_y.tolist() == [i % 10 for i in range(20)] and test_y.tolist() == list(range(9))
+    flat = pickle.load((tiny_cifar / "cifar-10-batches-py" / "data_batch_2").open("rb"), encoding="latin1")["data"]
+    # Image 1 of batch 2, green channel (offset 1024), row 5, column 7.
+    assert train_x[5, 1, 5, 7].item() == flat[1, 1024 + 5 * 32 + 7]
+
+
+def test_missing_data_says_both_ways_to_provide_it(tmp_path):
+    with pytest.raises(RineError) as error:
+        CifarTask("cifar_crop", "crop", width=16, data_dir=str(tmp_path)).setup(0)
+    message = str(error.value)
+    assert "\n" not in message
+    assert str(tmp_path / "cifar-10-batches-py") in message
+    assert "task.download=true" in message and "$RINE_DATA" in message
+
+
+@pytest.mark.parametrize("width", [0, 33, -1, None, 2.5])
+def test_width_out_of_range_is_a_one_line_error(width):
+    with pytest.raises(RineError, match=r"^width=.* is invalid; the crop width must be an integer in 1\.\.32"):
+        CifarTask("cifar_crop", "crop", width=width)
+
+
+def test_width_error_from_the_command_line(tmp_path):
+    proc = subprocess.run([sys.executable, "train.py", "task=cifar_crop", "width=33", f"hydra.run.dir={tmp_path / 'r'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={"WANDB_MODE": "disabled", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: width=33 is invalid") and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "results.json").exists()
+
+
+@pytest.mark.parametrize("width", [1, 12, 16, 32])
+def test_crop_views_are_the_first_and_last_columns(width):
+    views = _views("crop", width=width)
+    images = _images()
+    full = (images.float() / 255 - views.mean) / views.std
+    x1, x2 = views(images, train=False)
+    assert views.shapes == [(3, 32, width)] * 2 and x1.shape == x2.shape == (6, 3, 32, width)
+    assert torch.equal(x1, full[..., :width]) and torch.equal(x2, full[..., 32 - width:])
+    if width == 32:
+        assert torch.equal(x1, x2)
+
+
+def test_mask_mode_keeps_32_columns_and_zeroes_the_rest():
+    views = _views("crop", width=12, mode="mask")
+    images = _images()
+    full = (images.float() / 255 - views.mean) / views.std
+    x1, x2 = views(images, train=False)
+    assert views.shapes == [(3, 32, 32)] * 2 and x1.shape == (6, 3, 32, 32)
+    assert torch.equal(x1[..., :12], full[..., :12]) and (x1[..., 12:] == 0).all()
+    assert torch.equal(x2[..., 20:], full[..., 20:]) and (x2[..., :20] == 0).all()
+
+
+def test_channel_views_are_red_and_blue_single_channels():
+    views = _views("channels")
+    images = _images()
+    full = (images.float() / 255 - views.mean) / views.std
+    red, blue = views(images, train=False)
+    assert views.shapes == [(1, 32, 32)] * 2
+    assert torch.equal(red, full[:, 0:1]) and torch.equal(blue, full[:, 2:3])
+
+
+@pytest.mark.parametrize("cutoff", [0, 2, 5])
+def test_frequency_views_split_the_spectrum_and_sum_to_the_image(cutoff):
+    views = _views("freq", cutoff=cutoff)
+    images = _images()
+    full = (images.float() / 255 - views.mean) / views.std
+    low, high = views(images, train=False)
+    assert low.dtype == high.dtype == torch.float32 and low.shape == (6, 3, 32, 32)
+    torch.testing.assert_close(low + high, full, atol=1e-5, rtol=0)
+    k = torch.fft.fftfreq(32, 1 / 32).abs()
+    inside = torch.maximum(k[:, None], k[None, :]) <= cutoff
+    assert int(inside.sum()) == (2 * cutoff + 1) ** 2
+    assert torch.fft.fft2(low)[..., ~inside].abs().max() < 1e-3  # nothing above the cutoff
+    assert torch.fft.fft2(high)[..., inside].abs().max() < 1e-3  # nothing at or below it
+    assert high.abs().mean() > 0.1 and low.abs().mean() > 0.01  # both bands carry signal
+
+
+def test_augmentation_is_a_padded_random_crop_drawn_per_view():
+    torch.manual_seed(0)
+    views = _views("crop", width=32)  # identical views: any difference is the augmentation
+    images = _images(n=16)
+    clean = views.cut(images)[0]
+    x1, x2 = views(images, train=True)
+    padded = torch.nn.functional.pad(clean, (4, 4, 4, 4))
+    for augmented in (x1, x2):
+        assert augmented.shape == clean.shape
+        for i in range(16):  # each image is some 32x32 window of its zero-padded original
+            assert any(torch.equal(augmented[i], padded[i, :, dy:dy + 32, dx:dx + 32])
+                       for dy in range(9) for dx in range(9))
+    differs = [not torch.equal(x1[i], x2[i]) for i in range(16)]
+    assert sum(differs) >= 12  # independent offsets: equal only by chance (1/81 each)
+
+
+def test_resnet18_takes_any_channel_count_and_crop_width():
+    torch.manual_seed(0)
+    for shape in [(3, 32, 1), (1, 32, 32), (3, 32, 20)]:
+        net = ResNet18(shape, n_classes=10).eval()
+        assert net(torch.randn(2, *shape)).shape == (2, 10)
+    net = ResNet18((3, 32, 32), 10).net
+    assert net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)
+    assert isinstance(net.maxpool, torch.nn.Identity)
+
+
+def test_cifar_command_selects_resnet18_and_the_paper_defaults():
+    cfg = compose_config(["task=cifar_crop", "width=20", "beta=50"])
+    assert (cfg.task.name, cfg.width, cfg.beta, cfg.beta_schedule) == ("cifar_crop", 20, 50, "annealed")
+    assert cfg.model.decoder._target_ == "rine.models.ResNet18" and cfg.trainer.max_epochs == 40
+    opt = cfg.model.optimizer
+    assert (opt.momentum, opt.weight_decay, cfg.model.lr_decay, cfg.model.batch_size) == (0.9, 0.005, 0.97, 128)
+    assert cfg.trainer.precision == ("bf16-mixed" if torch.cuda.is_available() else "32-true")
+    canonical = compose_config(["task=unq"])  # canonical tasks keep their defaults
+    assert canonical.model.decoder._target_ == "rine.models.MLP" and canonical.trainer.max_epochs == 30
+    assert canonical.beta == 15
+
+
+@pytest.mark.parametrize("task, extra", [("cifar_crop", ["width=8"]), ("cifar_channels", []), ("cifar_freq", [])])
+def test_a_few_training_steps_write_per_class_results(train_run, tiny_cifar, task, extra):
+    results, run_dir = train_run(
+        f"task={task}", *extra, f"task.data_dir={tiny_cifar}", "trainer.max_epochs=1",
+        "model.batch_size=8", "model.eval_batch_size=5", "report.last_epochs=1", name=task,
+    )
+    on_disk = json.loads((run_dir / "results.json").read_text())
+    assert on_disk["status"] == "complete" and on_disk["task"] == task
+    assert (on_disk["n_train"], on_disk["n_heldout"], on_disk["n_classes"]) == (20, 9, 10)
+    assert on_disk["class_names"] == CLASSES
+    per_class = on_disk["per_class_redundancy_bits"]
+    # 'truck' is absent from the held-out split: null, and the others are numbers.
+    assert len(per_class) == 10 and per_class[9] is None
+    assert all(isinstance(v, float) for v in per_class[:9])
+    assert on_disk["h_y_bits"] == pytest.approx(np.log2(10))
