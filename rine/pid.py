@@ -115,7 +115,7 @@ def draw_pid(pid: dict, path: Path, title: str) -> None:
         for k, (name, value) in enumerate(_segments(values)):
             height = max(value, 0.0)
             ax.bar(x, height, bottom=bottom, color=colors[k], width=0.6, label=name if x == 0 else None)
-            if height > 0.08 or value < 0:
+            if height > 0.08 or value < -0.005:
                 ax.text(x, bottom + height / 2, f"{value:.2f}", ha="center", va="center", fontsize=8)
             bottom += height
         ax.plot([x - 0.35, x + 0.35], [values["joint"]] * 2, color="black", lw=1)
