@@ -126,22 +126,30 @@ def _unpickle(path: Path) -> dict:
         return pickle.load(f, encoding="latin1")
 
 
-def load_cifar10(data_dir: str | Path, download: bool = False):
-    """(train images, train labels, test images, test labels, class names); images uint8 [N, 3, 32, 32]."""
-    data_dir = Path(data_dir)
-    folder = data_dir / CIFAR_DIR
-    needed = [*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE, CIFAR_META_FILE]
-    if download and not all((folder / name).is_file() for name in needed):
-        import torchvision
-
-        torchvision.datasets.CIFAR10(str(data_dir), train=True, download=True)
-    missing = [name for name in needed if not (folder / name).is_file()]
+def require_cifar10(data_dir: str | Path) -> None:
+    """One line naming both ways to provide CIFAR-10 when any of its files is missing."""
+    folder = Path(data_dir) / CIFAR_DIR
+    missing = [n for n in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE, CIFAR_META_FILE) if not (folder / n).is_file()]
     if missing:
         raise RineError(
             f"CIFAR-10 not found: {folder} lacks {', '.join(missing)}; put the official python version "
             f"(cifar-10-python.tar.gz, unpacked) under {data_dir}/ (or point task.data_dir / $RINE_DATA at it), "
             "or add task.download=true to fetch it"
         )
+
+
+def load_cifar10(data_dir: str | Path, download: bool = False):
+    """(train images, train labels, test images, test labels, class names); images uint8 [N, 3, 32, 32]."""
+    data_dir = Path(data_dir)
+    folder = data_dir / CIFAR_DIR
+    if download:
+        try:
+            require_cifar10(data_dir)
+        except RineError:
+            import torchvision
+
+            torchvision.datasets.CIFAR10(str(data_dir), train=True, download=True)
+    require_cifar10(data_dir)
 
     def read(names):
         batches = [_unpickle(folder / name) for name in names]
@@ -203,6 +211,8 @@ class CifarTask:
         ImageViews(mean=[0.0] * 3, std=[1.0] * 3, image_shape=(3, 32, 32), **self.views_kwargs)
         self.data_dir = data_dir or default_data_dir()
         self.download = download
+        if not download:  # missing data stops the run before its folder is written
+            require_cifar10(self.data_dir)
         self.n_train, self.n_heldout = n_train, n_heldout
 
     def setup(self, seed: int) -> TaskData:

@@ -63,7 +63,7 @@ def test_loader_reads_the_official_layout(tiny_cifar):
 
 def test_missing_data_says_both_ways_to_provide_it(tmp_path):
     with pytest.raises(RineError) as error:
-        CifarTask("cifar_crop", "crop", width=16, data_dir=str(tmp_path)).setup(0)
+        CifarTask("cifar_crop", "crop", width=16, data_dir=str(tmp_path))
     message = str(error.value)
     assert "\n" not in message
     assert str(tmp_path / "cifar-10-batches-py") in message
@@ -76,12 +76,14 @@ def test_width_out_of_range_is_a_one_line_error(width):
         CifarTask("cifar_crop", "crop", width=width)
 
 
-def test_width_error_from_the_command_line(tmp_path):
-    proc = subprocess.run([sys.executable, "train.py", "task=cifar_crop", "width=33", f"hydra.run.dir={tmp_path / 'r'}"],
+@pytest.mark.parametrize("override, message", [("width=33", "error: width=33 is invalid"),
+                                               ("task.data_dir=nowhere", "error: CIFAR-10 not found: nowhere/")])
+def test_command_line_errors_are_one_line_and_write_nothing(tmp_path, override, message):
+    proc = subprocess.run([sys.executable, "train.py", "task=cifar_crop", override, f"hydra.run.dir={tmp_path / 'r'}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={"WANDB_MODE": "disabled", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("error: width=33 is invalid") and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.strip().startswith(message) and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r" / "results.json").exists()
 
 
