@@ -34,24 +34,24 @@ def _source_pairs(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Ten
 def prediction_distance(probs: torch.Tensor, normalize: str = "classes", pairs: str = "all") -> torch.Tensor:
     """Mean over source pairs i < j and over the batch of ||p_i − p_j||_1.
 
-    probs: [n_sources, batch, K]. normalize="classes" divides by K, as the authors' code
+    probs: [..., n_sources, batch, K] (leading dims: independent runs, one D each). normalize="classes" divides by K, as the authors' code
     did (their D was a mean over batch and classes), so the paper's β values carry over;
     "none" is the plain L1 distance of the paper's text (equivalent to β scaled by K).
     pairs="to_mean" replaces the n(n−1)/2 pairs by each decoder's distance to the mean
     prediction, times 2 so that for two sources it equals the all-pairs D exactly
     (||p_1 − p̄|| = ||p_2 − p̄|| = ½||p_1 − p_2||) and β keeps its meaning; O(n) for many sources.
     """
-    n, _, k = probs.shape
+    n, k = probs.shape[-3], probs.shape[-1]
     if n < 2:
-        return probs.new_zeros(())
+        return probs.new_zeros(probs.shape[:-3])
     if pairs == "to_mean":
-        per_source = 2 * (probs - probs.mean(0, keepdim=True)).abs().sum(-1)  # [n, batch]
+        per_source = 2 * (probs - probs.mean(-3, keepdim=True)).abs().sum(-1)  # [..., n, batch]
     else:
         i, j = _source_pairs(n, probs.device)
-        per_source = (probs[i] - probs[j]).abs().sum(-1)  # [pairs, batch]
+        per_source = (probs[..., i, :, :] - probs[..., j, :, :]).abs().sum(-1)  # [..., pairs, batch]
     if normalize == "classes":
         per_source = per_source / k
-    return per_source.mean()
+    return per_source.mean((-2, -1))
 
 
 def annealed_beta(beta: float, epoch: int, gamma: float, schedule: str) -> float:

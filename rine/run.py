@@ -241,18 +241,24 @@ def _train(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None
         os.replace(tmp, csv_path)
     if len(module.history) < cfg.trainer.max_epochs:
         raise RineError(f"training stopped after {len(module.history)} of {cfg.trainer.max_epochs} epochs")
-    summary = summarize(module.history, cfg.report.last_epochs, module.n_sources)
+    return outcome_of(module.history, data, cfg)
+
+
+def outcome_of(history: list[dict], data, cfg: DictConfig) -> dict:
+    """What results.json reports of a finished training, from its per-epoch history."""
+    n_sources = len(data.train.sources) if data.views is None else len(data.views.shapes)
+    summary = summarize(history, cfg.report.last_epochs, n_sources)
     return {
         **summary,
         "h_y_bits": data.h_y_bits,
         "h_y_basis": data.h_y_basis,
         "reference": data.reference,
-        "n_sources": module.n_sources,
+        "n_sources": n_sources,
         "n_classes": data.n_classes,
         "class_names": data.class_names,
         "n_train": len(data.train),
         "n_heldout": len(data.heldout),
-        "epochs": len(module.history),
+        "epochs": len(history),
         **constraint_check(summary["distance"], data.n_classes, cfg),
     }
 
@@ -277,12 +283,9 @@ def previous_attempt(cfg: DictConfig, run_dir: str | Path) -> tuple[str | None, 
     return status, checkpoint if resumable else None
 
 
-def run(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Train one estimate and write `run_dir/results.json`; returns the results.
-
-    Re-running the same config in the same run_dir is safe and cheap: a complete run is
-    not trained again (its results come back with `skipped: True`), and a run that was
-    killed resumes from its last epoch's checkpoint, β and lr schedules included.
+def begin(cfg: DictConfig, run_dir: str | Path):
+    """Validate, then either the complete results of this config in run_dir (nothing to
+    do) or (task, base record, checkpoint to resume from) with results.json saying running.
     """
     validate_config(cfg)
     run_dir = Path(run_dir)
@@ -291,7 +294,6 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
         return {**json.loads((run_dir / RESULTS_FILE).read_text()), "skipped": True}
     task = build(cfg.task)  # checks the task's own inputs (e.g. a pmf file) before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
-    results_path = run_dir / RESULTS_FILE
     base = {
         "task": task.name,
         "mode": cfg.get("mode", "estimate"),
@@ -309,31 +311,51 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     # A run that dies says so; one killed outright leaves "running", never "complete".
-    write_json_atomic(results_path, {"status": "running", **base})
+    write_json_atomic(run_dir / RESULTS_FILE, {"status": "running", **base})
     OmegaConf.save(cfg, run_dir / "config.yaml")
+    return task, base, resume_from
+
+
+def finish(base: dict, start: float, outcome: dict | None = None, error: BaseException | None = None) -> dict:
+    """Write the final results.json of a run begun with `begin`: complete, or why not."""
+    results_path = Path(base["run_dir"]) / RESULTS_FILE
+    if error is not None:
+        # Ctrl-C or a kill signal can be resumed; an error in the run starts afresh next time.
+        interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
+        results = {"status": "interrupted" if interrupted else "failed", **base,
+                   "error": f"{type(error).__name__}: {error}", "wall_seconds": time.perf_counter() - start}
+    else:
+        results = {"status": "complete", **base, **outcome, "wall_seconds": time.perf_counter() - start}
+    write_json_atomic(results_path, results)
+    return results
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Train one estimate and write `run_dir/results.json`; returns the results.
+
+    Re-running the same config in the same run_dir is safe and cheap: a complete run is
+    not trained again (its results come back with `skipped: True`), and a run that was
+    killed resumes from its last epoch's checkpoint, β and lr schedules included.
+    """
+    started = begin(cfg, run_dir)
+    if isinstance(started, dict):
+        return started
+    task, base, resume_from = started
     start = time.perf_counter()
     try:
         if cfg.get("mode", "estimate") == "pid":
             from rine.pid import train_pid
 
             # Several trainings in one run dir: a killed pid run starts afresh.
-            outcome = train_pid(cfg, task, run_dir, _train)
+            outcome = train_pid(cfg, task, Path(run_dir), _train)
         else:
-            outcome = _train(cfg, task, run_dir, resume_from)
+            outcome = _train(cfg, task, Path(run_dir), resume_from)
     except BaseException as error:
-        # Ctrl-C or a kill signal can be resumed; an error in the run starts afresh next time.
-        interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
-        write_json_atomic(
-            results_path,
-            {"status": "interrupted" if interrupted else "failed", **base,
-             "error": f"{type(error).__name__}: {error}", "wall_seconds": time.perf_counter() - start},
-        )
+        finish(base, start, error=error)
         raise
-    results = {"status": "complete", **base, **outcome, "wall_seconds": time.perf_counter() - start}
     if resume_from is not None:
-        results["resumed"] = True
-    write_json_atomic(results_path, results)
-    return results
+        outcome = {**outcome, "resumed": True}
+    return finish(base, start, outcome)
 
 
 def format_summary(results: dict) -> str:

@@ -1,11 +1,13 @@
 """Benchmark: the paper's Table 6 grid (4 canonical tasks x beta 0, 5, 15 x seeds) on the CPU.
 
-    python scripts/bench_canonical.py [--seeds N] [--jobs J] [override ...]
+    python scripts/bench_canonical.py [--seeds N] [--jobs J] [--compare | --one-by-one] [override ...]
 
-Trains every run end to end through rine.run.run (the code train.py calls), prints each
-estimate beside the exact value, then per-run and total wall seconds. Runs go to
-outputs/bench/<time>/. Each worker process uses one thread: the MLPs are far too small
-for intra-op parallelism to pay, so the cores are better spent on separate runs.
+By default each task's runs (every beta and seed) train as one batched computation
+(rine.batched.run_many). --one-by-one trains every run separately through rine.run.run,
+the code train.py calls; --compare does both and prints the ratio. Prints each estimate
+beside the exact value and the wall seconds. Runs go to outputs/bench/<time>/. Each
+worker process uses one thread: the MLPs are far too small for intra-op parallelism to
+pay, so the cores are better spent on separate tasks or runs.
 """
 
 import time
@@ -43,38 +45,70 @@ def train_one(args: tuple[str, int, int, list[str], str]) -> dict:
     return run(cfg, Path(out_dir) / f"{task}_beta{beta}_seed{seed}")
 
 
+def train_task_batched(args: tuple[str, list[tuple[int, int]], list[str], str]) -> list[dict]:
+    """All (beta, seed) runs of one task as one batched computation (rine.batched)."""
+    task, points, overrides, out_dir = args
+    quiet()
+    from rine.batched import run_many
+    from rine.run import compose_config
+
+    cfgs = [compose_config([f"task={task}", f"beta={b}", f"seed={s}", *overrides]) for b, s in points]
+    return run_many(cfgs, [Path(out_dir) / f"{task}_beta{b}_seed{s}" for b, s in points])
+
+
+def in_pool(function, jobs: list, workers: int) -> list:
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn"), initializer=quiet) as pool:
+            return list(pool.map(function, jobs))
+    return [function(job) for job in jobs]
+
+
+def print_table(results: list[dict]) -> None:
+    print(f"\n{'task':<13} {'beta':>4} {'seed':>4} {'I∩ bits':>8} {'exact':>11} {'D':>7}")
+    for r in results:
+        low, high = r["reference"]["true_redundancy"]
+        exact = f"{low:.3f}" if abs(high - low) < 5e-4 else f"{low:.2f}-{high:.2f}"
+        print(f"{r['task']:<13} {r['beta']:>4} {r['seed']:>4} {r['redundancy_bits']:>8.3f} {exact:>11} {r['distance']:>7.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1, help="seeds per (task, beta); default 1")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     parser.add_argument("--out", default=None, help="where runs go (default outputs/bench/<time>)")
+    parser.add_argument("--one-by-one", action="store_true", help="train each run separately (the one-run path) only")
+    parser.add_argument("--compare", action="store_true", help="batched, then the same runs one by one, and the ratio")
     parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. trainer.max_epochs=15")
     args = parser.parse_args()
     out_dir = Path(args.out or ROOT / "outputs" / "bench" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
-    grid = [(t, b, s, args.overrides, str(out_dir)) for t in TASKS for b in BETAS for s in range(args.seeds)]
-    print(f"{len(grid)} runs, {args.jobs} worker process(es), overrides: {' '.join(args.overrides) or 'none'}")
+    points = [(b, s) for b in BETAS for s in range(args.seeds)]
+    n_runs = len(TASKS) * len(points)
+    print(f"{n_runs} runs, {args.jobs} worker process(es), overrides: {' '.join(args.overrides) or 'none'}")
 
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=quiet) as pool:
-            results = list(pool.map(train_one, grid))
-    else:
-        results = [train_one(job) for job in grid]
-
-    print(f"\n{'task':<13} {'beta':>4} {'seed':>4} {'I∩ bits':>8} {'exact':>11} {'D':>7} {'wall s':>7}")
-    for r in results:
-        low, high = r["reference"]["true_redundancy"]
-        exact = f"{low:.3f}" if abs(high - low) < 5e-4 else f"{low:.2f}-{high:.2f}"
-        print(
-            f"{r['task']:<13} {r['beta']:>4} {r['seed']:>4} {r['redundancy_bits']:>8.3f} {exact:>11} "
-            f"{r['distance']:>7.4f} {r['wall_seconds']:>7.2f}"
-        )
-    per_run = [r["wall_seconds"] for r in results]
-    total = time.perf_counter() - START
-    print(
-        f"\nper-run wall: mean {sum(per_run) / len(per_run):.2f} s, min {min(per_run):.2f} s, max {max(per_run):.2f} s; "
-        f"sum {sum(per_run):.1f} s"
-    )
-    print(f"total wall: {total:.1f} s for {len(results)} runs (jobs={args.jobs}) -> {out_dir}")
+    timings = {}
+    if not args.one_by_one:
+        start = time.perf_counter()
+        jobs = [(t, points, args.overrides, str(out_dir / "batched")) for t in TASKS]
+        results = [r for task_results in in_pool(train_task_batched, jobs, args.jobs) for r in task_results]
+        timings["batched (one computation per task)"] = time.perf_counter() - start
+        print_table(results)
+    if args.one_by_one or args.compare:
+        start = time.perf_counter()
+        grid = [(t, b, s, args.overrides, str(out_dir / "one_by_one")) for t in TASKS for b, s in points]
+        results = in_pool(train_one, grid, args.jobs)
+        timings["one by one (the train.py path)"] = time.perf_counter() - start
+        if args.one_by_one:
+            print_table(results)
+        per_run = [r["wall_seconds"] for r in results]
+        print(f"\none by one, per-run wall: mean {sum(per_run) / len(per_run):.2f} s, min {min(per_run):.2f} s, "
+              f"max {max(per_run):.2f} s")
+    print()
+    for label, seconds in timings.items():
+        print(f"{label}: {seconds:.1f} s for {n_runs} runs (jobs={args.jobs})")
+    if len(timings) == 2:
+        batched, separate = timings.values()
+        print(f"one by one / batched: {separate / batched:.1f}x")
+    print(f"total wall, start-up included: {time.perf_counter() - START:.1f} s -> {out_dir}")
     sys.stdout.flush()
 
 
