@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from rine.estimator import BetaSchedule, RedundancyEstimator, annealed_beta, prediction_distance
+from rine.run import summarize
 
 
 def test_distance_two_sources_by_hand():
@@ -113,3 +114,24 @@ def test_t_interval_by_hand():
     half = 2.7764 * math.sqrt(2.5) / math.sqrt(5)
     assert (low, high) == pytest.approx((3 - half, 3 + half), abs=1e-4)
     assert all(math.isnan(v) for v in t_interval([1.0]))
+
+
+def test_per_class_bits_by_hand_and_absent_class_is_nan_then_null():
+    # Decoder 1 is uniform over 4 classes (CE = 2 bits for every sample); decoder 2 puts
+    # 1/2 on class 0 (CE = 1 bit for y = 0, log2(6) bits otherwise). H(Y) = 2 bits.
+    module = RedundancyEstimator(
+        [ConstantLogits([0.0] * 4), ConstantLogits([math.log(3.0), 0.0, 0.0, 0.0])],
+        h_y_bits=2.0, optimizer=torch.optim.SGD,
+    )
+    y = torch.tensor([0, 0, 1, 0])  # classes 2 and 3 never appear
+    # Two validation batches: the sums must carry across batches.
+    for part in (y[:2], y[2:]):
+        module.validation_step(([torch.zeros(len(part), 1)] * 2, part), 0)
+    metrics = module._epoch_metrics("val")
+    assert metrics["val/redundancy_bits_class0"] == pytest.approx(2 - (2 + 1) / 2)
+    assert metrics["val/redundancy_bits_class1"] == pytest.approx(2 - (2 + math.log2(6)) / 2)
+    assert math.isnan(metrics["val/redundancy_bits_class2"]) and math.isnan(metrics["val/redundancy_bits_class3"])
+    metrics.update({"val/usable_info_bits_x1": 0.0, "val/usable_info_bits_x2": 0.0, "beta": 0.0})
+    summary = summarize([metrics], last_epochs=1, n_sources=2)
+    assert summary["per_class_redundancy_bits"][:2] == pytest.approx([0.5, 2 - (2 + math.log2(6)) / 2])
+    assert summary["per_class_redundancy_bits"][2:] == [None, None]
