@@ -10,6 +10,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from rine.errors import RineError
@@ -33,17 +34,20 @@ def check_group_choices(argv: list[str]) -> None:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from rine.run import format_summary, quiet_framework_output, run  # imported late: --help stays fast
+    from rine.run import is_ddp_follower, print_report, quiet_framework_output, run  # late: --help stays fast
 
     quiet_framework_output()
     try:
+        if HydraConfig.get().mode == RunMode.MULTIRUN and "ddp" in str(cfg.trainer.get("strategy")).lower():
+            # Lightning would start each DDP process as the whole sweep again.
+            raise RineError("trainer=ddp trains one run on several devices; start each point without -m")
         results = run(cfg, HydraConfig.get().runtime.output_dir)
     except RineError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(format_summary(results), flush=True)
-    if results.get("warning"):
-        print(f"warning: {results['warning']}", file=sys.stderr, flush=True)
+    if is_ddp_follower():
+        return results["redundancy_bits"]  # rank 0 reports
+    print_report(results)
     return results["redundancy_bits"]
 
 

@@ -21,6 +21,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -33,7 +36,7 @@ from torch import nn
 from rine.errors import RineError
 from rine.estimator import annealed_beta, prediction_distance
 from rine.info import nats_to_bits
-from rine.run import begin, build, finish, outcome_of, run
+from rine.run import begin, build, check, finish, outcome_of, run, validate_config
 
 
 class StackedMLPs(nn.Module):
@@ -101,7 +104,9 @@ def batch_key(cfg: DictConfig) -> str:
 
 
 def supported(cfg: DictConfig) -> bool:
-    return cfg.model.decoder.get("_target_") == "rine.models.MLP" and cfg.get("mode", "estimate") == "estimate"
+    """MLP decoders in mode=estimate on one device (trainer=ddp asked for several)."""
+    return (cfg.model.decoder.get("_target_") == "rine.models.MLP" and cfg.get("mode", "estimate") == "estimate"
+            and "ddp" not in str(cfg.trainer.get("strategy")).lower())
 
 
 def _stack_sources(datas, split: str, width: int) -> torch.Tensor:
@@ -215,34 +220,77 @@ def _write_csv_log(run_dir: Path, history: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def run_many(cfgs: list[DictConfig], run_dirs: list[str | Path]) -> list[dict]:
+def _train_and_finish(members: list[tuple[int, DictConfig, object, dict]]) -> list[tuple[int, dict]]:
+    """Train one group begun with rine.run.begin and write each run's log and results."""
+    start = time.perf_counter()
+    try:
+        trained = _train_group([cfg for _, cfg, _, _ in members], [task for _, _, task, _ in members])
+    except BaseException as error:
+        for _, _, _, base in members:
+            finish(base, start, error=error)
+        raise
+    finished = []
+    for (i, cfg, _, base), (history, data) in zip(members, trained):
+        _write_csv_log(base["run_dir"], history)
+        outcome = {**outcome_of(history, data, cfg), "batched_with": len(members)}
+        finished.append((i, finish(base, start, outcome)))
+    return finished
+
+
+def _quiet_worker() -> None:
+    from rine.run import quiet_framework_output
+
+    torch.set_num_threads(1)  # the cores are the workers' (each group sets model.threads too)
+    quiet_framework_output()
+
+
+def run_many(
+    cfgs: list[DictConfig],
+    run_dirs: list[str | Path],
+    workers: int = 1,
+    on_result: Callable[[dict], None] | None = None,
+) -> list[dict]:
     """Train every config in its run dir, batching those that can share a computation.
 
-    Complete runs are skipped as in rine.run.run; unsupported configs go through it.
-    Returns the results of every run, in order.
+    Complete runs are skipped as in rine.run.run; unsupported configs go through it, one
+    after another in this process. With `workers` > 1 the batched groups train in that
+    many processes at once. `on_result` sees each run's results as soon as they are
+    written. Returns the results of every run, in order.
     """
     results: list[dict | None] = [None] * len(cfgs)
-    groups: dict[str, list] = {}
+
+    def done(i: int, result: dict) -> None:
+        results[i] = result
+        if on_result is not None:
+            on_result(result)
+
+    # Every config is checked before any run writes a file: a bad one stops the sweep clean.
+    checked = {}
+    one_by_one = []
     for i, (cfg, run_dir) in enumerate(zip(cfgs, run_dirs)):
-        if not supported(cfg):
-            results[i] = run(cfg, run_dir)
-            continue
-        started = begin(cfg, run_dir)
+        if supported(cfg):
+            checked[i] = check(cfg, run_dir)
+        else:
+            validate_config(cfg)
+            one_by_one.append(i)
+    groups: dict[str, list] = {}
+    for i, checked_run in checked.items():
+        started = begin(cfgs[i], run_dirs[i], checked_run)
         if isinstance(started, dict):
-            results[i] = started
+            done(i, started)
             continue
         task, base, _ = started
-        groups.setdefault(batch_key(cfg), []).append((i, cfg, task, base))
-    for members in groups.values():
-        start = time.perf_counter()
-        try:
-            trained = _train_group([m[1] for m in members], [m[2] for m in members])
-        except BaseException as error:
-            for _, _, _, base in members:
-                finish(base, start, error=error)
-            raise
-        for (i, cfg, _, base), (history, data) in zip(members, trained):
-            _write_csv_log(base["run_dir"], history)
-            outcome = {**outcome_of(history, data, cfg), "batched_with": len(members)}
-            results[i] = finish(base, start, outcome)
+        groups.setdefault(batch_key(cfgs[i]), []).append((i, cfgs[i], task, base))
+    if workers > 1 and len(groups) > 1:
+        context = get_context("spawn")  # a fresh interpreter: no torch thread pool or locks inherited
+        with ProcessPoolExecutor(min(workers, len(groups)), mp_context=context, initializer=_quiet_worker) as pool:
+            for future in as_completed([pool.submit(_train_and_finish, members) for members in groups.values()]):
+                for i, result in future.result():
+                    done(i, result)
+    else:
+        for members in groups.values():
+            for i, result in _train_and_finish(members):
+                done(i, result)
+    for i in one_by_one:
+        done(i, run(cfgs[i], run_dirs[i]))
     return results

@@ -58,6 +58,10 @@ class TensorBatches:
     The order of epoch e depends only on (seed, e), so a run resumed from a checkpoint
     sees the same batches as one that never stopped. `current_epoch` tells the epoch
     about to start (run.py passes the trainer's); without it, passes are counted.
+
+    Under DDP (`world_size` > 1) `batch_size` stays the global batch: every process walks
+    the same order and takes its `rank`-th share of each batch, so all processes see the
+    same number of batches and together train on exactly the one-process batches.
     """
 
     def __init__(
@@ -67,18 +71,26 @@ class TensorBatches:
         shuffle: bool,
         seed: int = 0,
         current_epoch: Callable[[], int] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside a world of {world_size} processes")
         self.split = split
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.current_epoch = current_epoch
+        self.rank = rank
+        self.world_size = world_size
         self._passes = 0
 
     def _starts(self) -> range:
         n = len(self.split)
-        # A trailing batch of one sample would break BatchNorm in training: drop it.
-        stop = n - 1 if self.shuffle and n % self.batch_size == 1 else n
+        # A trailing batch that leaves a process a single sample would break BatchNorm in
+        # training: drop it.
+        tail = n % self.batch_size
+        stop = n - tail if self.shuffle and 0 < tail < 2 * self.world_size else n
         return range(0, stop, self.batch_size)
 
     def __len__(self) -> int:
@@ -92,10 +104,13 @@ class TensorBatches:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             order = torch.randperm(len(self.split), generator=generator)
         for start in self._starts():
-            if order is None:
-                idx = slice(start, start + self.batch_size)
-            else:
-                idx = order[start : start + self.batch_size]
+            stop = min(start + self.batch_size, len(self.split))
+            if self.world_size > 1:
+                # This process's share: near-equal consecutive parts, the larger ones first.
+                size, extra = divmod(stop - start, self.world_size)
+                start += self.rank * size + min(self.rank, extra)
+                stop = start + size + (self.rank < extra)
+            idx = slice(start, stop) if order is None else order[start:stop]
             yield [s[idx] for s in self.split.sources], self.split.y[idx]
 
 

@@ -172,9 +172,10 @@ class RedundancyEstimator(pl.LightningModule):
         # Augment only while training (the held-out pass is a validation stage).
         return self.views(images, train=self.trainer.training), y
 
-    def on_fit_start(self) -> None:
+    def setup(self, stage: str) -> None:
         # Convolutions run fastest in channels_last on an accelerator; the views match it.
-        if self.views is not None and self.device.type != "cpu":
+        # Converted here, before DDP wraps the module: its gradient buckets copy the layout.
+        if self.views is not None and self.trainer.strategy.root_device.type != "cpu":
             self.to(memory_format=torch.channels_last)
 
     def on_train_epoch_start(self) -> None:
@@ -188,9 +189,14 @@ class RedundancyEstimator(pl.LightningModule):
         # run's time). Fine for 32-bit and bf16-mixed precision (no loss scaling);
         # run.validate_config rejects fp16, which would need manual_backward. The step goes
         # through Lightning's optimizer wrapper: it counts global steps, which checkpointing needs.
+        # Under DDP the gradients must be averaged across processes, which Lightning's
+        # manual_backward arranges for a manually optimized module.
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.trainer.world_size > 1:
+            self.manual_backward(loss)
+        else:
+            loss.backward()
         optimizer.step()
         self._accumulate("train", ce, distance, correct, len(y), loss)
 
@@ -200,8 +206,19 @@ class RedundancyEstimator(pl.LightningModule):
         self._accumulate("val", ce.mean(0), distance, correct, len(y))
         self._accumulate_per_class(ce.mean(1), y, logits.shape[-1])
 
+    def _sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Under DDP each process holds the sums of its share of every batch: add them up."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return tensor
+        total = tensor.clone()
+        torch.distributed.all_reduce(total)  # a sum
+        return total
+
     def _epoch_metrics(self, stage: str) -> dict[str, float]:
-        sums = (self._sums.pop(stage) / self._counts.pop(stage)).double().cpu()
+        sums = self._sums.pop(stage)
+        count = torch.tensor(float(self._counts.pop(stage)), device=sums.device)
+        totals = self._sum_over_processes(torch.cat([sums.float(), count[None]]))
+        sums = (totals[:-1] / totals[-1]).double().cpu()
         n = self.n_sources
         ce_bits = nats_to_bits(sums[:n])
         metrics = {f"{stage}/redundancy_bits": self.h_y_bits - float(ce_bits.mean())}
@@ -213,7 +230,7 @@ class RedundancyEstimator(pl.LightningModule):
         if len(sums) > 2 * n + 1:
             metrics[f"{stage}/loss"] = float(sums[2 * n + 1])
         if stage == "val" and self._class_sums is not None:
-            class_sums, counts = self._class_sums.cpu()
+            class_sums, counts = self._sum_over_processes(self._class_sums).cpu()
             self._class_sums = None
             # NaN marks a class with no held-out sample; results.json turns it into null.
             per_class = self.h_y_bits - nats_to_bits(class_sums / counts)
@@ -235,7 +252,10 @@ class RedundancyEstimator(pl.LightningModule):
             metrics.update(self._epoch_metrics("val"))
         self.history.append(metrics)
         self.lr_schedulers().step()
-        self.log_dict({k: v for k, v in metrics.items() if k != "epoch"}, on_step=False, on_epoch=True)
+        # Under DDP every process holds the same (already summed) metrics; averaging them
+        # changes nothing but keeps Lightning's per-metric warning quiet.
+        self.log_dict({k: v for k, v in metrics.items() if k != "epoch"}, on_step=False, on_epoch=True,
+                      sync_dist=self.trainer.world_size > 1)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rine_history"] = self.history

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 import warnings
 from datetime import datetime, timezone
@@ -32,13 +33,18 @@ MODES = ("estimate", "pid")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
+def _on_gpu(accelerator: str) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def _mixed_precision(accelerator: str) -> str:
     """bf16 autocast where an accelerator trains (configs/trainer/image.yaml); plain 32 on a CPU."""
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return "bf16-mixed" if on_gpu else "32-true"
+    return "bf16-mixed" if _on_gpu(accelerator) else "32-true"
 
 
 OmegaConf.register_new_resolver("rine_precision", _mixed_precision, replace=True)
+# configs/trainer/ddp.yaml: torch's SyncBatchNorm runs on GPUs only.
+OmegaConf.register_new_resolver("rine_on_gpu", _on_gpu, replace=True)
 
 
 def quiet_framework_output() -> None:
@@ -111,6 +117,9 @@ def validate_config(cfg: DictConfig) -> None:
     precision = str(cfg.trainer.get("precision", "32"))
     if "16" in precision and "bf16" not in precision:
         raise RineError(f"trainer.precision={precision} is not supported; use 32 or bf16-mixed")
+    if cfg.get("mode", "estimate") == "pid" and "ddp" in str(cfg.trainer.get("strategy")).lower():
+        # Lightning starts the other DDP processes once per script; pid trains several models.
+        raise RineError("mode=pid cannot run under trainer=ddp; drop trainer=ddp for mode=pid")
     if not isinstance(cfg.seed, int):
         raise RineError(f"seed={cfg.seed} is invalid; use an integer")
     if cfg.distance.get("pairs", "all") not in DISTANCE_PAIRS:
@@ -222,18 +231,20 @@ def _train(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None
         # Images are decoded once and kept on the training device: batches are cut there.
         device = trainer.strategy.root_device
         data.train, data.heldout = data.train.to(device), data.heldout.to(device)
+    shard = {"rank": trainer.global_rank, "world_size": trainer.world_size}  # DDP: this process's share
     try:
         trainer.fit(
             module,
             train_dataloaders=TensorBatches(
-                data.train, cfg.model.batch_size, shuffle=True, seed=cfg.seed, current_epoch=lambda: trainer.current_epoch
+                data.train, cfg.model.batch_size, shuffle=True, seed=cfg.seed,
+                current_epoch=lambda: trainer.current_epoch, **shard,
             ),
-            val_dataloaders=TensorBatches(data.heldout, cfg.model.eval_batch_size, shuffle=False),
+            val_dataloaders=TensorBatches(data.heldout, cfg.model.eval_batch_size, shuffle=False, **shard),
             ckpt_path=resume_from,
         )
     finally:
         _finish_loggers(loggers)
-    if earlier_log is not None and csv_path.is_file():
+    if earlier_log is not None and csv_path.is_file() and trainer.is_global_zero:
         later = pd.read_csv(csv_path)
         merged = pd.concat([earlier_log[earlier_log["epoch"] < later["epoch"].min()], later], ignore_index=True)
         tmp = csv_path.with_name(".metrics.csv.tmp")
@@ -283,16 +294,51 @@ def previous_attempt(cfg: DictConfig, run_dir: str | Path) -> tuple[str | None, 
     return status, checkpoint if resumable else None
 
 
-def begin(cfg: DictConfig, run_dir: str | Path):
-    """Validate, then either the complete results of this config in run_dir (nothing to
-    do) or (task, base record, checkpoint to resume from) with results.json saying running.
+def is_ddp_follower() -> bool:
+    """Whether this process is one of the DDP ranks > 0 that Lightning started beside rank 0.
+
+    Lightning re-runs train.py for them with LOCAL_RANK (and NODE_RANK) set; they train
+    their share and leave every file to rank 0.
+    """
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
+def _follow(cfg: DictConfig, run_dir: Path) -> dict:
+    """A DDP rank > 0: train beside rank 0, from the checkpoint rank 0 chose, writing nothing."""
+    validate_config(cfg)
+    try:
+        record = json.loads((run_dir / RESULTS_FILE).read_text())
+    except (OSError, ValueError):
+        record = {}
+    if record.get("status") != "running":
+        raise RineError(f"this DDP process found no run begun by rank 0 in {run_dir}; start train.py without LOCAL_RANK set")
+    resume_from = record.get("resume_from")
+    outcome = _train(cfg, build(cfg.task), run_dir, Path(resume_from) if resume_from else None)
+    return {**record, **outcome}
+
+
+def check(cfg: DictConfig, run_dir: str | Path):
+    """Everything that can be checked before a run writes anything: the complete results
+    of this config in run_dir (nothing to do), or (task, checkpoint to resume from).
+    Raises RineError for bad settings or task inputs (e.g. a pmf file).
     """
     validate_config(cfg)
     run_dir = Path(run_dir)
     status, resume_from = previous_attempt(cfg, run_dir)
     if status == "complete":
         return {**json.loads((run_dir / RESULTS_FILE).read_text()), "skipped": True}
-    task = build(cfg.task)  # checks the task's own inputs (e.g. a pmf file) before anything is written
+    return build(cfg.task), resume_from
+
+
+def begin(cfg: DictConfig, run_dir: str | Path, checked=None):
+    """`check` (or its result, `checked`), then either the complete results (nothing to do)
+    or (task, base record, checkpoint to resume from) with results.json saying running.
+    """
+    checked = check(cfg, run_dir) if checked is None else checked
+    if isinstance(checked, dict):
+        return checked
+    task, resume_from = checked
+    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     base = {
         "task": task.name,
@@ -308,6 +354,8 @@ def begin(cfg: DictConfig, run_dir: str | Path):
         "distance_normalization": cfg.distance.normalize,
         "distance_pairs": cfg.distance.get("pairs", "all"),
         "run_dir": str(run_dir),
+        # Read by the other DDP processes, so that every rank resumes from the same place.
+        "resume_from": str(resume_from) if resume_from else None,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     # A run that dies says so; one killed outright leaves "running", never "complete".
@@ -337,6 +385,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     not trained again (its results come back with `skipped: True`), and a run that was
     killed resumes from its last epoch's checkpoint, β and lr schedules included.
     """
+    if is_ddp_follower():
+        return _follow(cfg, Path(run_dir))
     started = begin(cfg, run_dir)
     if isinstance(started, dict):
         return started
@@ -356,6 +406,13 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     if resume_from is not None:
         outcome = {**outcome, "resumed": True}
     return finish(base, start, outcome)
+
+
+def print_report(results: dict) -> None:
+    """What train.py prints of a run: the summary line, and the constraint warning on stderr."""
+    print(format_summary(results), flush=True)
+    if results.get("warning"):
+        print(f"warning: {results['warning']}", file=sys.stderr, flush=True)
 
 
 def format_summary(results: dict) -> str:

@@ -45,17 +45,6 @@ def train_one(args: tuple[str, int, int, list[str], str]) -> dict:
     return run(cfg, Path(out_dir) / f"{task}_beta{beta}_seed{seed}")
 
 
-def train_task_batched(args: tuple[str, list[tuple[int, int]], list[str], str]) -> list[dict]:
-    """All (beta, seed) runs of one task as one batched computation (rine.batched)."""
-    task, points, overrides, out_dir = args
-    quiet()
-    from rine.batched import run_many
-    from rine.run import compose_config
-
-    cfgs = [compose_config([f"task={task}", f"beta={b}", f"seed={s}", *overrides]) for b, s in points]
-    return run_many(cfgs, [Path(out_dir) / f"{task}_beta{b}_seed{s}" for b, s in points])
-
-
 def in_pool(function, jobs: list, workers: int) -> list:
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn"), initializer=quiet) as pool:
@@ -88,8 +77,12 @@ def main() -> None:
     timings = {}
     if not args.one_by_one:
         start = time.perf_counter()
-        jobs = [(t, points, args.overrides, str(out_dir / "batched")) for t in TASKS]
-        results = [r for task_results in in_pool(train_task_batched, jobs, args.jobs) for r in task_results]
+        from rine.batched import run_many
+        from rine.run import compose_config
+
+        grid = [(t, b, s) for t in TASKS for b, s in points]
+        cfgs = [compose_config([f"task={t}", f"beta={b}", f"seed={s}", *args.overrides]) for t, b, s in grid]
+        results = run_many(cfgs, [out_dir / "batched" / f"{t}_beta{b}_seed{s}" for t, b, s in grid], workers=args.jobs)
         timings["batched (one computation per task)"] = time.perf_counter() - start
         print_table(results)
     if args.one_by_one or args.compare:

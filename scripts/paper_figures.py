@@ -2,24 +2,21 @@
 
     python scripts/paper_figures.py [--out DIR]
 
-Canonical-task sweeps (Tables 1 and 6, Figure 3 on RDNXOR) are trained when missing, each
-task's runs as one batched computation (rine.batched) into exactly the folders and with
-exactly the configs that `python train.py experiment=<name>` uses: about a minute on a
-CPU. Runs already complete are reused, by this script and by train.py alike, so a second
-call trains nothing. Figures whose runs need CIFAR-10 or a GPU are drawn if
+Canonical-task sweeps (Tables 1 and 6, Figure 3 on RDNXOR) are trained when missing by
+`python train.py experiment=<name>`, whose default launcher trains each task's runs as one
+batched computation (rine.batched): about a minute on a CPU. Runs already complete are
+reused, so a second call trains nothing. Figures whose runs need CIFAR-10 or a GPU are drawn if
 their runs exist; otherwise the exact command that produces them is printed.
 Outputs (PNG, PDF, Markdown, LaTeX, CSV) go to one folder, default outputs/paper/figures.
 """
 
 import argparse
-import itertools
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 PYTHON = sys.executable
 
 # (experiment config, sweep folder, scripts that draw from it)
@@ -40,38 +37,11 @@ def call(args: list[str]) -> None:
     subprocess.run(args, cwd=ROOT, check=True)
 
 
-def sweep_runs(experiment: str) -> list[tuple]:
-    """(config, run dir) of every job of an experiment's multirun, as Hydra would make them."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
-
-    from rine.run import CONFIG_DIR, compose_config
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        hydra_cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True).hydra
-    params = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in hydra_cfg.sweeper.params.items()])
-    axes = [[f"{o.key_or_group}={v}" for v in (o.sweep_string_iterator() if o.is_sweep_override()
-                                                 else [o.get_value_element_as_str()])] for o in params]
-    sweep = OmegaConf.to_container(hydra_cfg.sweep, resolve=False)  # subdir: a template per job
-    runs = []
-    for choice in itertools.product(*axes):
-        cfg = compose_config([f"experiment={experiment}", *choice])
-        job = OmegaConf.create({**OmegaConf.to_container(cfg, resolve=True), "_subdir": sweep["subdir"]})
-        runs.append((cfg, ROOT / sweep["dir"] / job._subdir))
-    return runs
-
-
 def train_missing(experiment: str) -> None:
-    from rine.batched import run_many
-    from rine.run import format_summary, quiet_framework_output
-
-    quiet_framework_output()
-    runs = sweep_runs(experiment)
+    """The experiment's multirun, as a user would start it: the batched launcher trains
+    what is missing, each task's runs as one computation, and skips complete runs."""
     start = time.perf_counter()
-    print(f"{experiment}: {len(runs)} runs (complete ones are reused)", flush=True)
-    for results in run_many([c for c, _ in runs], [d for _, d in runs]):
-        print("  " + format_summary(results), flush=True)
+    call([PYTHON, "train.py", f"experiment={experiment}"])
     print(f"{experiment}: {time.perf_counter() - start:.1f} s", flush=True)
 
 

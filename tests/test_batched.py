@@ -18,7 +18,11 @@ def configs():
 
 def test_batched_runs_give_the_one_run_numbers(tmp_path):
     cfgs = configs()
-    batched = run_many(cfgs, [tmp_path / f"batched{i}" for i in range(len(cfgs))])
+    reported = []
+    # Two worker processes, one group each (the in-process path: the test below).
+    batched = run_many(cfgs, [tmp_path / f"batched{i}" for i in range(len(cfgs))], workers=2,
+                       on_result=reported.append)
+    assert sorted(r["run_dir"] for r in reported) == sorted(r["run_dir"] for r in batched)
     for i, (cfg, together) in enumerate(zip(cfgs, batched)):
         alone = run(cfg, tmp_path / f"alone{i}")
         assert (together["task"], together["beta"], together["seed"]) == (alone["task"], alone["beta"], alone["seed"])

@@ -35,9 +35,28 @@ def test_single_run_prints_one_summary_line_and_respects_run_dir(tmp_path):
 def test_multirun_writes_one_results_file_per_job(tmp_path):
     proc = train("-m", "task=unq,and", "beta=0,5", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
-    found = sorted((json.loads(p.read_text())["task"], json.loads(p.read_text())["beta"])
-                   for p in tmp_path.glob("*/results.json"))
-    assert found == [("and", 0), ("and", 5), ("unq", 0), ("unq", 5)]
+    runs = [json.loads(p.read_text()) for p in tmp_path.glob("*/results.json")]
+    assert sorted((r["task"], r["beta"]) for r in runs) == [("and", 0), ("and", 5), ("unq", 0), ("unq", 5)]
+    # The default launcher trained each task's two runs as one computation.
+    assert [r.get("batched_with") for r in runs] == [2, 2, 2, 2]
+    assert all((Path(r["run_dir"]) / ".hydra" / "config.yaml").is_file() for r in runs)
+    summaries = [line for line in proc.stdout.splitlines() if "I∩ = " in line]
+    assert sorted(line.split(" -> ")[1] for line in summaries) == sorted(r["run_dir"] for r in runs)
+
+
+def test_multirun_sends_what_cannot_be_batched_through_train_py(tmp_path):
+    proc = train("-m", "task=unq", "mode=estimate,pid", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    runs = {r["mode"]: r for r in (json.loads(p.read_text()) for p in tmp_path.glob("*/results.json"))}
+    assert runs["estimate"]["batched_with"] == 1 and "pid" not in runs["estimate"]
+    assert "batched_with" not in runs["pid"] and runs["pid"]["status"] == "complete" and runs["pid"]["pid"]
+
+
+def test_multirun_bad_value_is_a_one_line_error(tmp_path):
+    proc = train("-m", "task=unq", "beta=5,-1", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: beta=-1 is invalid; the agreement weight must be a number >= 0"
+    assert not list(tmp_path.glob("*/results.json"))  # checked before any run starts
 
 
 def test_wandb_logger_runs_offline_beside_the_csv_log(tmp_path):

@@ -1,0 +1,89 @@
+"""A Hydra launcher that hands a sweep's small runs to rine.batched.run_many.
+
+    python train.py -m task=unq,and beta=0,5,15 seed=0,1,2     (the default launcher)
+
+Jobs whose configs differ only in seed and β train as one computation, the groups in
+`n_jobs` processes at once; every other job (image tasks, mode=pid, trainer=ddp) runs
+through train.py's own function one after another, as Hydra's basic launcher would.
+Each job still gets its Hydra folder (.hydra/, its log) and its own results.json.
+Hydra finds this module because train.py's folder, on sys.path, holds `hydra_plugins/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
+
+
+class BatchedLauncher(Launcher):
+    def __init__(self, n_jobs: int = -1) -> None:
+        self.n_jobs = n_jobs
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
+
+    def _job(self, sweep_config: DictConfig, overrides: Sequence[str], idx: int,
+             task_function: TaskFunction) -> JobReturn:
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = idx
+            sweep_config.hydra.job.num = idx
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        try:
+            return run_job(hydra_context=self.hydra_context, task_function=task_function, config=sweep_config,
+                           job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        finally:
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from rine.batched import run_many, supported
+        from rine.errors import RineError
+        from rine.run import print_report, quiet_framework_output
+
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        quiet_framework_output()
+        log.info(f"Launching {len(job_overrides)} jobs, small ones batched")
+
+        returns: list[JobReturn | None] = [None] * len(job_overrides)
+        batched: list[tuple[int, DictConfig, str]] = []  # (job, config, run dir)
+        one_by_one: list[tuple[int, DictConfig]] = []
+        for i, overrides in enumerate(job_overrides):
+            sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            if not supported(sweep_config):
+                one_by_one.append((i, sweep_config))
+                continue
+
+            def collect(cfg: DictConfig, i=i) -> None:
+                # Hydra has made the job's folder and .hydra/; training comes after, batched.
+                batched.append((i, cfg, HydraConfig.get().runtime.output_dir))
+
+            returns[i] = self._job(sweep_config, overrides, initial_job_idx + i, collect)
+
+        workers = self.n_jobs if self.n_jobs > 0 else os.cpu_count() or 1
+        try:
+            results = run_many([c for _, c, _ in batched], [d for _, _, d in batched], workers=workers,
+                               on_result=print_report)
+        except RineError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+        for (i, _, _), result in zip(batched, results):
+            returns[i].return_value = result["redundancy_bits"]
+            returns[i].status = JobStatus.COMPLETED
+        for i, sweep_config in one_by_one:
+            returns[i] = self._job(sweep_config, job_overrides[i], initial_job_idx + i, self.task_function)
+        return returns

@@ -1,0 +1,121 @@
+"""trainer=ddp: one run over several processes (gloo on the CPU here) is the one-process run."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rine.data import Split, TensorBatches
+from rine.errors import RineError
+from rine.run import compose_config, run, validate_config
+
+ROOT = Path(__file__).resolve().parent.parent
+# Short RDNXOR runs. BatchNorm off: without SyncBatchNorm (GPU only) each process would
+# normalise its half-batch by its own statistics, and the comparison below is exact.
+SMALL = ["trainer.max_epochs=3", "task.n_samples=2000", "model.decoder.batch_norm=false"]
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_process_shares_make_up_the_one_process_batches(shuffle, world_size):
+    split = Split([torch.arange(1037.0)[:, None]], torch.arange(1037))
+    whole = [y for _, y in TensorBatches(split, 128, shuffle, seed=3)]
+    shares = [[y for _, y in TensorBatches(split, 128, shuffle, seed=3, rank=r, world_size=world_size)]
+              for r in range(world_size)]
+    assert all(len(s) == len(whole) for s in shares)  # no process waits for a batch that never comes
+    for b, batch in enumerate(whole):
+        parts = [s[b] for s in shares]
+        assert torch.equal(torch.cat(parts), batch)
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_a_tail_too_small_to_share_is_dropped_in_training():
+    split = Split([torch.zeros(131, 1)], torch.zeros(131, dtype=torch.long))  # tail of 3 samples
+    assert len(TensorBatches(split, 128, shuffle=True, world_size=1)) == 2
+    assert len(TensorBatches(split, 128, shuffle=True, world_size=2)) == 1  # one process would get 1
+    assert len(TensorBatches(split, 128, shuffle=False, world_size=2)) == 2  # held-out: every sample
+
+
+def test_two_gloo_processes_give_the_one_process_result(tmp_path, train_run):
+    run_dir = tmp_path / "ddp"
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "train.py", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *SMALL,
+         f"hydra.run.dir={run_dir}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.strip().splitlines()) == 1  # rank 0 reports, once
+    assert "sync_dist" not in proc.stderr
+    assert (run_dir / "train_ddp_process_1.log").is_file(), "Lightning did not start a second process"
+    ddp = json.loads((run_dir / "results.json").read_text())
+    one, _ = train_run(*SMALL, name="one")
+    assert ddp["status"] == one["status"] == "complete"
+    assert ddp["epochs"] == 3 and ddp["n_train"] == one["n_train"]
+    # Same batches, gradients averaged over the two halves: the one-process numbers.
+    for key in ("redundancy_bits", "distance"):
+        assert ddp["curve"][key] == pytest.approx(one["curve"][key], abs=1e-5)
+    assert ddp["per_class_redundancy_bits"] == pytest.approx(one["per_class_redundancy_bits"], abs=1e-5)
+    assert ddp["accuracy"] == pytest.approx(one["accuracy"], abs=1e-6)
+    logged = (run_dir / "csv" / "metrics.csv").read_text().strip().splitlines()
+    assert len(logged) == 1 + 3  # header and one row per epoch: rank 0 alone writes
+
+
+def test_ddp_follower_resumes_where_rank_zero_decided(tmp_path, monkeypatch):
+    import rine.run
+
+    cfg = compose_config(["trainer.max_epochs=1"])
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(RineError, match="found no run begun by rank 0"):
+        run(cfg, tmp_path)
+    checkpoint = tmp_path / "checkpoints" / "last.ckpt"
+    (tmp_path / "results.json").write_text(json.dumps({"status": "running", "resume_from": str(checkpoint)}))
+    seen = {}
+
+    def fake_train(cfg, task, run_dir, resume_from=None):
+        seen["resume_from"] = resume_from
+        return {"redundancy_bits": 0.5}
+
+    monkeypatch.setattr(rine.run, "_train", fake_train)
+    results = run(cfg, tmp_path)
+    assert seen["resume_from"] == checkpoint
+    assert results["redundancy_bits"] == 0.5
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "running"  # untouched
+
+
+def test_pid_mode_and_ddp_are_refused_together():
+    with pytest.raises(RineError, match="mode=pid cannot run under trainer=ddp"):
+        validate_config(compose_config(["mode=pid", "trainer=ddp"]))
+
+
+def test_ddp_in_a_multirun_is_one_line_error(tmp_path):
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    proc = subprocess.run(
+        [sys.executable, "train.py", "-m", "trainer=ddp", "seed=0,1", f"hydra.sweep.dir={tmp_path}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: trainer=ddp trains one run on several devices; start each point without -m"
+
+
+def test_a_cifar_point_trains_under_ddp(tmp_path, tiny_cifar):
+    """The image path: raw images kept on each process's device, views cut from its share."""
+    run_dir = tmp_path / "cifar"
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "train.py", "task=cifar_crop", "width=8", f"task.data_dir={tiny_cifar}", "trainer=ddp",
+         "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1", "model.batch_size=8",
+         "model.eval_batch_size=5", "report.last_epochs=1", f"hydra.run.dir={run_dir}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert (results["status"], results["epochs"], results["n_train"], results["n_heldout"]) == ("complete", 1, 20, 9)
+    # Every held-out sample counted once across the two processes: 'truck' is absent from it.
+    per_class = results["per_class_redundancy_bits"]
+    assert per_class[9] is None and all(isinstance(v, float) for v in per_class[:9])
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
