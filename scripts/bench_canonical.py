@@ -1,10 +1,11 @@
 """Benchmark: the paper's Table 6 grid (4 canonical tasks x beta 0, 5, 15 x seeds) on the CPU.
 
-    python scripts/bench_canonical.py [--seeds N] [--jobs J] [--compare | --one-by-one] [override ...]
+    python scripts/bench_canonical.py [--seeds N] [--jobs J] [--batched-only | --one-by-one] [override ...]
 
-By default each task's runs (every beta and seed) train as one batched computation
-(rine.batched.run_many). --one-by-one trains every run separately through rine.run.run,
-the code train.py calls; --compare does both and prints the ratio. Prints each estimate
+First each task's runs (every beta and seed) train as one batched computation
+(rine.batched.run_many), then the same runs one by one through rine.run.run, the code
+train.py calls, and the ratio of the two wall times is printed. --batched-only and
+--one-by-one time one of the two. Prints each estimate
 beside the exact value and the wall seconds. Runs go to outputs/bench/<time>/. Each
 worker process uses one thread: the MLPs are far too small for intra-op parallelism to
 pay, so the cores are better spent on separate tasks or runs.
@@ -65,8 +66,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="seeds per (task, beta); default 1")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     parser.add_argument("--out", default=None, help="where runs go (default outputs/bench/<time>)")
-    parser.add_argument("--one-by-one", action="store_true", help="train each run separately (the one-run path) only")
-    parser.add_argument("--compare", action="store_true", help="batched, then the same runs one by one, and the ratio")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--batched-only", action="store_true", help="time the batched path only (no ratio)")
+    only.add_argument("--one-by-one", action="store_true", help="time the one-run path only (no ratio)")
     parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. trainer.max_epochs=15")
     args = parser.parse_args()
     out_dir = Path(args.out or ROOT / "outputs" / "bench" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
@@ -85,7 +87,7 @@ def main() -> None:
         results = run_many(cfgs, [out_dir / "batched" / f"{t}_beta{b}_seed{s}" for t, b, s in grid], workers=args.jobs)
         timings["batched (one computation per task)"] = time.perf_counter() - start
         print_table(results)
-    if args.one_by_one or args.compare:
+    if not args.batched_only:
         start = time.perf_counter()
         grid = [(t, b, s, args.overrides, str(out_dir / "one_by_one")) for t in TASKS for b, s in points]
         results = in_pool(train_one, grid, args.jobs)
