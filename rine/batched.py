@@ -12,14 +12,16 @@ results folder with results.json and csv/metrics.csv. The one-run Lightning path
 float rounding (tests/test_batched.py). Runs can share a computation when their configs
 differ only in seed and β; supported are MLP decoders on in-memory tasks (the canonical
 and pmf tasks, arrays) in mode=estimate. Anything else goes through rine.run.run. A
-batched group writes no checkpoints: an interrupted group is trained again, while its
-complete runs are skipped.
+group saves its state after every epoch in its first run's folder; killed and started
+again with the same runs, it continues from there, and complete runs are skipped.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +40,8 @@ from rine.errors import RineError
 from rine.estimator import annealed_beta, prediction_distance
 from rine.info import nats_to_bits
 from rine.run import begin, build, check, finish, outcome_of, run, validate_config
+
+GROUP_CHECKPOINT = Path("checkpoints") / "batched_group.ckpt"  # in the group's first run folder
 
 
 class StackedMLPs(nn.Module):
@@ -118,8 +122,22 @@ def _stack_sources(datas, split: str, width: int) -> torch.Tensor:
     ])
 
 
-def _train_group(cfgs: list[DictConfig], tasks: list) -> list[tuple[list[dict], object]]:
-    """Train the runs of one group together; returns each run's (history, data)."""
+def _save_atomic(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = None,
+                 identity: list | None = None) -> tuple[list[tuple[list[dict], object]], bool]:
+    """Train the runs of one group together; returns each run's (history, data), and
+    whether training continued from `checkpoint`.
+
+    The group's state is saved to `checkpoint` after every epoch, tagged with `identity`
+    (the members' run dirs and configs); a later call with the same identity continues
+    after the last saved epoch, with the same weights, optimizer state and histories.
+    """
     first = cfgs[0]
     if first.model.get("threads"):
         torch.set_num_threads(first.model.threads)
@@ -148,6 +166,13 @@ def _train_group(cfgs: list[DictConfig], tasks: list) -> list[tuple[list[dict], 
     stop = n_train - 1 if n_train % batch_size == 1 else n_train  # as TensorBatches: no batch of 1
     every_run = torch.arange(runs)[:, None]
     histories: list[list[dict]] = [[] for _ in range(runs)]
+    first_epoch = 0
+    if checkpoint is not None and checkpoint.is_file():
+        saved = torch.load(checkpoint, weights_only=True)
+        if saved["identity"] == identity:  # exactly these runs: else train afresh
+            net.load_state_dict(saved["net"])
+            optimizer.load_state_dict(saved["optimizer"])  # its lr carries the decay so far
+            histories, first_epoch = saved["histories"], saved["epoch"] + 1
 
     def evaluate(x, y):
         """x [R, n, b, width], y [R, b] -> per-run CE [R, n], D [R], correct [R, n], per-sample CE [R, b]."""
@@ -158,7 +183,7 @@ def _train_group(cfgs: list[DictConfig], tasks: list) -> list[tuple[list[dict], 
         correct = (logits.argmax(-1) == y[:, None]).sum(-1)
         return ce_samples.mean(-1), distance, correct, ce_samples.mean(1)
 
-    for epoch in range(first.trainer.max_epochs):
+    for epoch in range(first_epoch, first.trainer.max_epochs):
         beta_values = [annealed_beta(c.beta, epoch, c.gamma, c.beta_schedule) for c in cfgs]
         betas = torch.tensor(beta_values)
         lr = optimizer.param_groups[0]["lr"]
@@ -210,7 +235,10 @@ def _train_group(cfgs: list[DictConfig], tasks: list) -> list[tuple[list[dict], 
             for c, value in enumerate(per_class.tolist()):
                 row[f"val/redundancy_bits_class{c}"] = value
             histories[r].append(row)
-    return list(zip(histories, datas))
+        if checkpoint is not None:
+            _save_atomic(checkpoint, {"identity": identity, "epoch": epoch, "net": net.state_dict(),
+                                      "optimizer": optimizer.state_dict(), "histories": histories})
+    return list(zip(histories, datas)), first_epoch > 0
 
 
 def _write_csv_log(run_dir: Path, history: list[dict]) -> None:
@@ -222,25 +250,42 @@ def _write_csv_log(run_dir: Path, history: list[dict]) -> None:
 
 
 def _train_and_finish(members: list[tuple[int, DictConfig, object, dict]]) -> list[tuple[int, dict]]:
-    """Train one group begun with rine.run.begin and write each run's log and results."""
+    """Train one group begun with rine.run.begin and write each run's log and results.
+
+    The group's checkpoint lives in its first run's folder. A killed group (SIGKILL,
+    Ctrl-C) resumes from it when the same runs are started again; a group that failed
+    with an error, or finished, removes it.
+    """
     start = time.perf_counter()
+    checkpoint = Path(members[0][3]["run_dir"]) / GROUP_CHECKPOINT
+    identity = [[base["run_dir"], OmegaConf.to_yaml(cfg)] for _, cfg, _, base in members]
     try:
-        trained = _train_group([cfg for _, cfg, _, _ in members], [task for _, _, task, _ in members])
+        trained, resumed = _train_group([cfg for _, cfg, _, _ in members], [task for _, _, task, _ in members],
+                                        checkpoint, identity)
     except BaseException as error:
         for _, _, _, base in members:
             finish(base, start, error=error)
+        if not isinstance(error, (KeyboardInterrupt, SystemExit)):
+            checkpoint.unlink(missing_ok=True)
         raise
     finished = []
     for (i, cfg, _, base), (history, data) in zip(members, trained):
         _write_csv_log(base["run_dir"], history)
         outcome = {**outcome_of(history, data, cfg), "batched_with": len(members)}
+        if resumed:
+            outcome["resumed"] = True
         finished.append((i, finish(base, start, outcome)))
+    checkpoint.unlink(missing_ok=True)
     return finished
 
 
 def _quiet_worker() -> None:
     from rine.run import quiet_framework_output
 
+    if sys.platform == "linux":
+        # Die with the sweep: a killed sweep must not leave groups training on (and writing)
+        # beside the one started again. 1 is PR_SET_PDEATHSIG.
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
     torch.set_num_threads(1)  # the cores are the workers' (each group sets model.threads too)
     quiet_framework_output()
 

@@ -50,3 +50,40 @@ def test_sigkill_then_same_command_resumes_and_matches_an_unbroken_run(tmp_path)
     # The CSV log keeps every epoch, from before and after the kill.
     log = pd.read_csv(killed_dir / "csv" / "metrics.csv")
     assert list(log["epoch"]) == list(range(10))
+
+
+SWEEP = ["-m", "task=rdnxor", "seed=0,1", "trainer.max_epochs=8", "hydra.launcher.n_jobs=1", "hydra.sweep.subdir=s${seed}"]
+
+
+def sweep(sweep_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "train.py", *SWEEP, f"hydra.sweep.dir={sweep_dir}"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_killed_batched_sweep_resumes_its_group_and_matches_an_unbroken_one(tmp_path):
+    killed_dir, unbroken_dir = tmp_path / "killed", tmp_path / "unbroken"
+    proc = sweep(killed_dir)
+    checkpoint = killed_dir / "s0" / "checkpoints" / "batched_group.ckpt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    statuses = [json.loads((killed_dir / s / "results.json").read_text())["status"] for s in ("s0", "s1")]
+    if statuses == ["complete", "complete"]:
+        pytest.skip("the sweep finished before it could be killed")
+    assert statuses == ["running", "running"]
+
+    resumed = sweep(killed_dir)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    unbroken = sweep(unbroken_dir)
+    assert unbroken.wait(timeout=300) == 0, unbroken.stderr.read()
+    assert not checkpoint.exists()  # a finished group leaves no checkpoint behind
+    for s in ("s0", "s1"):
+        after = json.loads((killed_dir / s / "results.json").read_text())
+        reference = json.loads((unbroken_dir / s / "results.json").read_text())
+        assert after["status"] == "complete" and after["batched_with"] == 2 and after.get("resumed") is True
+        assert after["curve"]["beta"] == reference["curve"]["beta"]
+        assert after["curve"]["redundancy_bits"] == pytest.approx(reference["curve"]["redundancy_bits"], abs=1e-6)
+        assert list(pd.read_csv(killed_dir / s / "csv" / "metrics.csv")["epoch"]) == list(range(8))
