@@ -21,15 +21,18 @@ def start(run_dir: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_sigkill_then_same_command_resumes_and_matches_an_unbroken_run(tmp_path):
-    killed_dir, unbroken_dir = tmp_path / "killed", tmp_path / "unbroken"
-    proc = start(killed_dir)
-    checkpoint = killed_dir / "checkpoints" / "last.ckpt"
+def kill_once_written(proc: subprocess.Popen, checkpoint: Path) -> None:
+    """SIGKILL the process as soon as its first checkpoint exists (or when it ends)."""
     deadline = time.time() + 300
     while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+def test_sigkill_then_same_command_resumes_and_matches_an_unbroken_run(tmp_path):
+    killed_dir, unbroken_dir = tmp_path / "killed", tmp_path / "unbroken"
+    kill_once_written(start(killed_dir), killed_dir / "checkpoints" / "last.ckpt")
     status = json.loads((killed_dir / "results.json").read_text())["status"]
     if status == "complete":
         pytest.skip("the run finished before it could be killed")
@@ -63,13 +66,8 @@ def sweep(sweep_dir: Path) -> subprocess.Popen:
 
 def test_a_killed_batched_sweep_resumes_its_group_and_matches_an_unbroken_one(tmp_path):
     killed_dir, unbroken_dir = tmp_path / "killed", tmp_path / "unbroken"
-    proc = sweep(killed_dir)
     checkpoint = killed_dir / "s0" / "checkpoints" / "batched_group.ckpt"
-    deadline = time.time() + 300
-    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_once_written(sweep(killed_dir), checkpoint)
     statuses = [json.loads((killed_dir / s / "results.json").read_text())["status"] for s in ("s0", "s1")]
     if statuses == ["complete", "complete"]:
         pytest.skip("the sweep finished before it could be killed")
