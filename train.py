@@ -34,11 +34,11 @@ def check_group_choices(argv: list[str]) -> None:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from rine.run import is_ddp_follower, print_report, quiet_framework_output, run  # late: --help stays fast
+    from rine.run import is_ddp_follower, print_report, quiet_framework_output, run, uses_ddp  # late: fast --help
 
     quiet_framework_output()
     try:
-        if HydraConfig.get().mode == RunMode.MULTIRUN and "ddp" in str(cfg.trainer.get("strategy")).lower():
+        if HydraConfig.get().mode == RunMode.MULTIRUN and uses_ddp(cfg):
             # Lightning would start each DDP process as the whole sweep again.
             raise RineError("trainer=ddp trains one run on several devices; start each point without -m")
         results = run(cfg, HydraConfig.get().runtime.output_dir)

@@ -39,7 +39,7 @@ from torch import nn
 from rine.errors import RineError
 from rine.estimator import annealed_beta, prediction_distance
 from rine.info import nats_to_bits
-from rine.run import begin, build, check, finish, outcome_of, run, validate_config
+from rine.run import begin, build, check, finish, outcome_of, run, uses_ddp, validate_config
 
 GROUP_CHECKPOINT = Path("checkpoints") / "batched_group.ckpt"  # in the group's first run folder
 
@@ -111,7 +111,7 @@ def batch_key(cfg: DictConfig) -> str:
 def supported(cfg: DictConfig) -> bool:
     """MLP decoders in mode=estimate on one device (trainer=ddp asked for several)."""
     return (cfg.model.decoder.get("_target_") == "rine.models.MLP" and cfg.get("mode", "estimate") == "estimate"
-            and "ddp" not in str(cfg.trainer.get("strategy")).lower())
+            and not uses_ddp(cfg))
 
 
 def _stack_sources(datas, split: str, width: int) -> torch.Tensor:

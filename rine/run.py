@@ -99,6 +99,11 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def uses_ddp(cfg: DictConfig) -> bool:
+    """Whether the config trains one run over several processes (trainer=ddp)."""
+    return "ddp" in str(cfg.trainer.get("strategy")).lower()
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Reject settings that would train something meaningless, before anything is written."""
     if cfg.get("mode", "estimate") not in MODES:
@@ -117,7 +122,7 @@ def validate_config(cfg: DictConfig) -> None:
     precision = str(cfg.trainer.get("precision", "32"))
     if "16" in precision and "bf16" not in precision:
         raise RineError(f"trainer.precision={precision} is not supported; use 32 or bf16-mixed")
-    if cfg.get("mode", "estimate") == "pid" and "ddp" in str(cfg.trainer.get("strategy")).lower():
+    if cfg.get("mode", "estimate") == "pid" and uses_ddp(cfg):
         # Lightning starts the other DDP processes once per script; pid trains several models.
         raise RineError("mode=pid cannot run under trainer=ddp; drop trainer=ddp for mode=pid")
     if not isinstance(cfg.seed, int):
