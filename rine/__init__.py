@@ -2,13 +2,14 @@
 
     import rine
     result = rine.estimate_redundancy([x1, x2], y, beta=15, seeds=5)
-    result.bits, result.ci, result.per_seed, result.usable, result.distance, result.to_frame()
+    result.bits, result.ci, result.per_seed, result.usable, result.disagreement, result.to_frame()
     atoms = rine.decompose([x1, x2], y)
 
 The API lives in rine.api; it is imported on first use so `import rine` stays light.
 """
 
-_API = ("estimate_redundancy", "decompose", "Estimate", "RedundancyResult", "Decomposition", "DisagreementWarning")
+_API = ("estimate_redundancy", "decompose", "Estimate", "RedundancyResult", "Decomposition", "DisagreementWarning",
+        "InvalidEstimateWarning", "NegativeAtomWarning")
 __all__ = list(_API)
 
 

@@ -27,6 +27,14 @@ class DisagreementWarning(UserWarning):
     """The decoders still disagree at the end of training: I∩ is not yet a redundancy."""
 
 
+class InvalidEstimateWarning(UserWarning):
+    """An estimate lies outside what is physically possible (e.g. below 0 bits): do not use it."""
+
+
+class NegativeAtomWarning(UserWarning):
+    """A PID atom is negative beyond its noise: see README "What the redundancy means"."""
+
+
 @dataclass(frozen=True)
 class Estimate:
     """One quantity over seeds: `.bits` (mean), `.std`, `.ci` (low, high), `.per_seed`."""
@@ -75,11 +83,12 @@ def _frame(rows: list[dict]):
 @dataclass(frozen=True)
 class RedundancyResult:
     """I∩ over seeds (`.bits`, `.std`, `.ci`, `.per_seed`), each source's usable information
-    under the same agreement penalty (`.usable`), and the final disagreement D (`.distance`)."""
+    under the same agreement penalty (`.usable`), and the decoders' final disagreement, their
+    held-out mean total variation (`.disagreement`, in [0, 1])."""
 
     redundancy: Estimate
     usable: list[Estimate]
-    distance: Estimate
+    disagreement: Estimate
     seeds: list[int]
     run_dirs: list[str] | None = None  # None when the runs went to a temporary folder
     results: list[dict] = field(default_factory=list, repr=False)  # each seed's results.json
@@ -90,10 +99,10 @@ class RedundancyResult:
     per_seed = property(lambda self: list(self.redundancy.per_seed))
 
     def to_frame(self):
-        """One row per quantity (redundancy, usable_x<i>, distance): mean, std, ci_low, ci_high, n."""
+        """One row per quantity (redundancy, usable_x<i>, disagreement): mean, std, ci_low, ci_high, n."""
         rows = [self.redundancy.row("redundancy")]
         rows += [u.row(f"usable_x{i + 1}") for i, u in enumerate(self.usable)]
-        return _frame(rows + [self.distance.row("distance")])
+        return _frame(rows + [self.disagreement.row("disagreement")])
 
 
 @dataclass(frozen=True)
@@ -105,7 +114,7 @@ class Decomposition:
     synergy: Estimate | None
     joint: Estimate
     usable: list[Estimate]  # I(Xi;Y) from each source alone at β = 0
-    distance: Estimate  # D of the redundancy run
+    disagreement: Estimate  # mean total variation between the redundancy run's decoders
     seeds: list[int]
     run_dirs: list[str] | None = None
     results: list[dict] = field(default_factory=list, repr=False)
@@ -116,7 +125,7 @@ class Decomposition:
         rows += [u.row(f"unique_x{i + 1}") for i, u in enumerate(self.unique or [])]
         rows += [self.synergy.row("synergy")] if self.synergy is not None else []
         rows += [self.joint.row("joint")] + [u.row(f"usable_x{i + 1}") for i, u in enumerate(self.usable)]
-        return _frame(rows + [self.distance.row("distance")])
+        return _frame(rows + [self.disagreement.row("disagreement")])
 
 
 def _train_seeds(mode: str, sources, y, beta: float, seeds, epochs, run_dir, overrides, name) -> tuple[list[int], list[dict], list[str] | None]:
@@ -154,13 +163,13 @@ def _train_seeds(mode: str, sources, y, beta: float, seeds, epochs, run_dir, ove
             cfg.task.name = name
             all_results.append(run(cfg, root / f"seed{seed}"))
     run_dirs = [r["run_dir"] for r in all_results] if keep else None
-    unmet = [s for s, r in zip(seeds, all_results) if r.get("warning")]
-    if unmet:
-        warnings.warn(
-            f"seed(s) {', '.join(map(str, unmet))}: {all_results[seeds.index(unmet[0])]['warning']}",
-            DisagreementWarning,
-            stacklevel=3,
-        )
+    for category, flagged in ((InvalidEstimateWarning, lambda r: r.get("valid") is False),
+                              (DisagreementWarning, lambda r: r.get("constraint_met") is False)):
+        bad = [(s, r) for s, r in zip(seeds, all_results) if flagged(r)]
+        if bad:
+            first = bad[0][1]
+            message = "; ".join(first.get("invalid_reasons") or []) if category is InvalidEstimateWarning else first["warning"]
+            warnings.warn(f"seed(s) {', '.join(str(s) for s, _ in bad)}: {message}", category, stacklevel=3)
     return seeds, all_results, run_dirs
 
 
@@ -193,7 +202,7 @@ def estimate_redundancy(
     return RedundancyResult(
         redundancy=_over([r["redundancy_bits"] for r in results], level),
         usable=[_over([r["usable_info_bits"][i] for r in results], level) for i in range(n)],
-        distance=_over([r["distance"] for r in results], level, unit=""),
+        disagreement=_over([r["disagreement_tv"] for r in results], level, unit=""),
         seeds=seeds,
         run_dirs=run_dirs,
         results=results,
@@ -220,14 +229,33 @@ def decompose(
     pids = [r["pid"] for r in results]
     n = len(pids[0]["usable"])
     two = pids[0]["unique"] is not None
-    return Decomposition(
+    decomposition = Decomposition(
         redundancy=_over([p["redundancy"] for p in pids], level),
         unique=[_over([p["unique"][i] for p in pids], level) for i in range(n)] if two else None,
         synergy=_over([p["synergy"] for p in pids], level) if two else None,
         joint=_over([p["joint"] for p in pids], level),
         usable=[_over([p["usable"][i] for p in pids], level) for i in range(n)],
-        distance=_over([p["distance"] for p in pids], level, unit=""),
+        disagreement=_over([p["disagreement_tv"] for p in pids], level, unit=""),
         seeds=seeds,
         run_dirs=run_dirs,
         results=results,
     )
+    _warn_negative_atoms(decomposition)
+    return decomposition
+
+
+def _warn_negative_atoms(decomposition: Decomposition) -> None:
+    """Over seeds: an atom whose whole confidence interval lies below 0; one seed: its run's warning."""
+    from rine.pid import CONTINUOUS_NOTE
+
+    named = [("redundancy", decomposition.redundancy)]
+    named += [(f"unique x{i + 1}", u) for i, u in enumerate(decomposition.unique or [])]
+    named += [("synergy", decomposition.synergy)] if decomposition.synergy is not None else []
+    if len(decomposition.seeds) > 1:
+        negative = [f"{name} {e.bits:.3f} bits (CI up to {e.ci[1]:.3f})" for name, e in named if e.ci[1] < 0]
+        if negative:
+            warnings.warn(f"PID atom(s) below 0 over the seeds' confidence interval ({', '.join(negative)}): "
+                          f"{CONTINUOUS_NOTE}", NegativeAtomWarning, stacklevel=3)
+        return
+    for message in decomposition.results[0]["pid"].get("warnings") or []:
+        warnings.warn(message, NegativeAtomWarning, stacklevel=3)

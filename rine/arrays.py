@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rine.data import Split, TaskData, empirical_entropy_bits
+from rine.data import Split, TaskData, check_heldout_size, empirical_entropy_bits
 from rine.errors import RineError
 
 SOURCE_KEY = re.compile(r"x([1-9][0-9]*)")
@@ -134,13 +134,18 @@ def check_arrays(sources: list, y, where: str = "data") -> tuple[list[np.ndarray
     return checked, classes.astype(np.int64), values
 
 
+def heldout_count(class_size: int, holdout_fraction: float) -> int:
+    """Held-out samples of a class: that fraction, at least 1, leaving at least 1 to train."""
+    return min(max(round(class_size * holdout_fraction), 1), class_size - 1)
+
+
 def stratified_split(classes: np.ndarray, holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded train/held-out indices holding out that fraction of every class (>= 1 left to train)."""
+    """Seeded train/held-out indices holding out that fraction of every class (>= 1 each side)."""
     rng = np.random.default_rng(seed)
     train, heldout = [], []
     for c in np.unique(classes):
         idx = rng.permutation(np.flatnonzero(classes == c))
-        n_out = min(round(len(idx) * holdout_fraction), len(idx) - 1)
+        n_out = heldout_count(len(idx), holdout_fraction)
         heldout.append(idx[:n_out])
         train.append(idx[n_out:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(heldout))
@@ -157,10 +162,13 @@ class ArraysTask:
             raise RineError(f"task.holdout_fraction={holdout_fraction} must be in (0, 1)")
         self.name = name
         self.data_file = str(data_file)
+        self.source_files = [Path(data_file).expanduser()]  # hashed: a complete run is reused only for the same data
         self.holdout_fraction = holdout_fraction
         self.standardize = standardize
         sources, y = load_arrays(data_file)
         self.sources, self.classes, self.labels = check_arrays(sources, y, where=str(data_file))
+        n_heldout = sum(heldout_count(int(n), holdout_fraction) for n in np.bincount(self.classes))
+        check_heldout_size(len(self.classes), n_heldout, holdout_fraction, str(data_file))
 
     def setup(self, seed: int) -> TaskData:
         train_idx, heldout_idx = stratified_split(self.classes, self.holdout_fraction, seed)

@@ -36,10 +36,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from rine.data import check_splits
 from rine.errors import RineError
-from rine.estimator import annealed_beta, prediction_distance
+from rine.estimator import RECALIBRATION_ROWS, disagreement_tv, prediction_distance, scheduled_beta, stage_metrics
 from rine.info import nats_to_bits
-from rine.run import begin, build, check, finish, outcome_of, run, uses_ddp, validate_config
+from rine.run import begin, build, check, constraint_control, finish, outcome_of, run, uses_ddp, validate_config
 
 GROUP_CHECKPOINT = Path("checkpoints") / "batched_group.ckpt"  # in the group's first run folder
 
@@ -72,6 +73,20 @@ class StackedMLPs(nn.Module):
             self.register_buffer(f"running_mean{layer}", torch.stack([bn.running_mean for bn in bns]))
             self.register_buffer(f"running_var{layer}", torch.stack([bn.running_var for bn in bns]))
         self.momentum, self.eps = norms[0][0].momentum, norms[0][0].eps
+
+    @torch.no_grad()
+    def recalibrate(self, x: torch.Tensor) -> None:
+        """BatchNorm running statistics := the exact statistics of x [G, N, in] under the current
+        weights (as RedundancyEstimator.recalibrate_batch_norm: the same passes, the same averaging)."""
+        if not self.n_norms:
+            return
+        momentum, training = self.momentum, self.training
+        self.train()
+        for n, start in enumerate(range(0, x.shape[1], RECALIBRATION_ROWS)):
+            self.momentum = 1.0 / (n + 1)  # a cumulative average over passes, as BatchNorm's momentum=None
+            self(x[:, start:start + RECALIBRATION_ROWS])
+        self.momentum = momentum
+        self.train(training)
 
     def _norm(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         # Every (group, channel) pair as one channel of PyTorch's own BatchNorm: the same
@@ -146,6 +161,7 @@ def _train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = 
         # The same order as rine.run._train: seed, sample the data, build the decoders.
         pl.seed_everything(cfg.seed, verbose=False)
         data = task.setup(cfg.seed)
+        check_splits(data)
         if data.views is not None:
             raise RineError("batched training supports in-memory tasks only; run image tasks one by one")
         datas.append(data)
@@ -175,61 +191,66 @@ def _train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = 
             histories, first_epoch = saved["histories"], saved["epoch"] + 1
 
     def evaluate(x, y):
-        """x [R, n, b, width], y [R, b] -> per-run CE [R, n], D [R], correct [R, n], per-sample CE [R, b]."""
+        """x [R, n, b, width], y [R, b] -> per-run CE [R, n], D [R], TV [R], correct [R, n], per-sample CE [R, n, b]."""
         b = y.shape[1]
         logits = net(x.reshape(runs * n, b, width)).view(runs, n, b, k)
         ce_samples = -logits.log_softmax(-1).gather(-1, y[:, None, :, None].expand(runs, n, b, 1)).squeeze(-1)
-        distance = prediction_distance(logits.softmax(-1), first.distance.normalize, first.distance.get("pairs", "all"))
+        probs = logits.softmax(-1)
+        distance = prediction_distance(probs, first.distance.normalize, first.distance.pairs, first.distance.smoothing)
+        tv = disagreement_tv(probs.detach(), first.distance.pairs)
         correct = (logits.argmax(-1) == y[:, None]).sum(-1)
-        return ce_samples.mean(-1), distance, correct, ce_samples.mean(1)
+        return ce_samples.mean(-1), distance, tv, correct, ce_samples
 
+    control = constraint_control(first)
     for epoch in range(first_epoch, first.trainer.max_epochs):
-        beta_values = [annealed_beta(c.beta, epoch, c.gamma, c.beta_schedule) for c in cfgs]
+        beta_values = [
+            scheduled_beta(c.beta, epoch, c.gamma, c.beta_schedule,
+                           control.factor([row["val/disagreement_tv"] for row in history]))
+            for c, history in zip(cfgs, histories)
+        ]
         betas = torch.tensor(beta_values)
         lr = optimizer.param_groups[0]["lr"]
         order = torch.stack([
             torch.randperm(n_train, generator=torch.Generator().manual_seed(c.seed * 1_000_003 + epoch)) for c in cfgs
         ])
         net.train()
-        sums = torch.zeros(runs, 2 * n + 2, dtype=torch.float64)
+        sums = torch.zeros(runs, 2 * n + 3, dtype=torch.float64)
         seen = 0
         for start in range(0, stop, batch_size):
             idx = order[:, start : start + batch_size]
             x = x_train[every_run, :, idx].permute(0, 2, 1, 3)  # [R, n, b, width]
-            ce, distance, correct, _ = evaluate(x, y_train[every_run, idx])
+            ce, distance, tv, correct, _ = evaluate(x, y_train[every_run, idx])
             loss = ce.mean(1) + betas * distance  # [R]; runs share no parameter, so summing is exact
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
             optimizer.step()
             b = idx.shape[1]
             seen += b
-            sums += torch.cat([ce.detach() * b, distance.detach()[:, None] * b, correct, loss.detach()[:, None] * b], 1)
+            sums += torch.cat([ce.detach() * b, distance.detach()[:, None] * b, tv[:, None] * b, correct,
+                               loss.detach()[:, None] * b], 1)
         for group in optimizer.param_groups:
             group["lr"] *= first.model.lr_decay
-        train = sums / seen  # means over the epoch's samples; column layout: CE_i, D, correct_i, loss
+        train = sums / seen  # means over the epoch's samples; column layout: CE_i, D, TV, correct_i, loss
         if not torch.isfinite(train[:, -1]).all():
             bad = [c.seed for c, ok in zip(cfgs, torch.isfinite(train[:, -1])) if not ok]
             raise RineError(f"training loss became NaN/inf in epoch {epoch} (seeds {bad}); lower the learning rate or beta")
 
+        if first.model.get("precise_batch_norm"):
+            net.recalibrate(x_train.reshape(runs * n, n_train, width))
         net.eval()
         with torch.no_grad():
-            ce, distance, correct, ce_samples = evaluate(x_val, y_val)
+            ce, distance, tv, correct, ce_samples = evaluate(x_val, y_val)
+        ce_samples = ce_samples.double()  # [R, n, N]
+        second_moments = torch.cat([(ce_samples.mean(1) ** 2).mean(-1)[:, None], (ce_samples**2).mean(-1)], 1)
         onehot = F.one_hot(y_val, k).double()  # [R, N, K]
-        class_ce = torch.einsum("rn,rnk->rk", ce_samples.double(), onehot) / onehot.sum(1)
+        class_ce = torch.einsum("rn,rnk->rk", ce_samples.mean(1), onehot) / onehot.sum(1)
         val_accuracy = correct.double() / y_val.shape[1]
         for r in range(runs):
-            row = {"epoch": float(epoch), "beta": beta_values[r], "lr": lr}
-            for stage, ce_r, d_r, acc_r in (
-                ("train", train[r, :n], train[r, n], train[r, n + 1 : 2 * n + 1]),
-                ("val", ce[r].double(), distance[r].double(), val_accuracy[r]),
-            ):
-                bits = nats_to_bits(ce_r)
-                row[f"{stage}/redundancy_bits"] = float(h_y[r] - bits.mean())
-                for i in range(n):
-                    row[f"{stage}/usable_info_bits_x{i + 1}"] = float(h_y[r] - bits[i])
-                row[f"{stage}/distance"] = float(d_r)
-                for i in range(n):
-                    row[f"{stage}/acc_x{i + 1}"] = float(acc_r[i])
+            row = {"epoch": epoch, "beta": beta_values[r], "lr": lr}
+            row.update(stage_metrics("train", float(h_y[r]), train[r, :n], train[r, n], train[r, n + 1],
+                                     train[r, n + 2: 2 * n + 2]))
+            row.update(stage_metrics("val", float(h_y[r]), ce[r].double(), distance[r], tv[r], val_accuracy[r],
+                                     second_moments[r], y_val.shape[1]))
             row["train/loss"] = float(train[r, -1])
             per_class = h_y[r] - nats_to_bits(class_ce[r])
             for c, value in enumerate(per_class.tolist()):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from rine.errors import RineError
 from rine.info import entropy_bits
-from rine.pmf import load_pmf
+from rine.pmf import load_pmf, resolve_pmf_path
 from rine.references import DIT_MEASURES, dit_references
 
 
@@ -114,6 +114,26 @@ class TensorBatches:
             yield [s[idx] for s in self.split.sources], self.split.y[idx]
 
 
+MIN_HELDOUT = 10  # held-out samples below which an estimate means nothing (tasks whose size the user sets)
+
+
+def check_heldout_size(n_samples: int, n_heldout: int, holdout_fraction: float, where: str) -> None:
+    """RineError naming how many samples are needed when the held-out split would be too small."""
+    if n_heldout < MIN_HELDOUT:
+        needed = math.ceil(MIN_HELDOUT / holdout_fraction)
+        raise RineError(
+            f"{where}: {n_samples} samples leave {n_heldout} for the held-out split; an estimate needs at least "
+            f"{MIN_HELDOUT} held-out samples, i.e. at least {needed} samples with task.holdout_fraction={holdout_fraction:g}"
+        )
+
+
+def check_splits(data: TaskData) -> None:
+    """Any task: a held-out split to estimate on, and at least 2 training samples (BatchNorm's minimum)."""
+    if len(data.heldout) < 1 or len(data.train) < 2:
+        raise RineError(f"task {data.name}: {len(data.train)} training and {len(data.heldout)} held-out samples; "
+                        f"at least 2 and 1 are needed (and {MIN_HELDOUT} held-out samples for a meaningful estimate)")
+
+
 def empirical_entropy_bits(y: torch.Tensor, n_classes: int) -> float:
     counts = torch.bincount(y, minlength=n_classes).double()
     return entropy_bits((counts / counts.sum()).numpy())
@@ -141,13 +161,16 @@ class DiscreteTask:
     ):
         if not pmf:
             raise RineError("task=pmf needs a distribution: add pmf_file=path/to/pmf.csv (columns x1..xn, y, p)")
-        if n_samples < 10:
-            raise RineError(f"task.n_samples={n_samples} is too small; use at least 10")
-        if not 0 < holdout_fraction < 1:
+        if not isinstance(holdout_fraction, (int, float)) or not 0 < holdout_fraction < 1:
             raise RineError(f"task.holdout_fraction={holdout_fraction} must be in (0, 1)")
+        if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 1:
+            raise RineError(f"task.n_samples={n_samples} is invalid; use a positive integer")
+        check_heldout_size(n_samples, math.ceil(n_samples * holdout_fraction), holdout_fraction,
+                           f"task.n_samples={n_samples}")
         self.name = name or Path(pmf).stem
         self.pmf_file = str(pmf)
         self.pmf = load_pmf(pmf)
+        self.source_files = [resolve_pmf_path(pmf)]  # hashed: a complete run is reused only for the same table
         self.reference_timeout_s = reference_timeout_s
         self.n_samples = n_samples
         self.holdout_fraction = holdout_fraction

@@ -1,16 +1,21 @@
 """The RINE objective as a LightningModule, and the β schedule as a Callback.
 
 Training loss:  mean_i CE(f_i(x_i), y) + β_t · D,
-D = mean over pairs i < j of the batch mean of ||softmax f_i − softmax f_j||_1 (/ K),
-or, with pairs="to_mean", 2 · mean_i of ||softmax f_i − mean_j softmax f_j||_1 (/ K), O(n).
-Reported redundancy (held-out, eval mode, D excluded):  I∩ = H(Y) − mean_i CE_i, in bits.
-Per class c (held-out):  H(Y) − mean over samples with y = c of mean_i CE_i, in bits.
+D = mean over pairs i < j of the batch mean of a distance between softmax f_i and softmax f_j:
+the total variation ½||p_i − p_j||_1 by default (`normalize="tv"`), or the paper's L1 (divided
+by K, as the authors' code did, with `normalize="classes"`), optionally Huber-smoothed near 0.
+With pairs="to_mean", each decoder is compared with the mean prediction instead, O(n).
+Reported redundancy (held-out, eval mode, D excluded):  I∩ = H(Y) − mean_i CE_i, in bits
+(paper eq. 8). The disagreement the constraint check reads is always the plain mean total
+variation, whatever the penalty's form.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import lightning.pytorch as pl
 import torch
@@ -20,9 +25,12 @@ from torch import nn
 from rine.errors import RineError
 from rine.info import nats_to_bits
 
-DISTANCE_NORMALIZATIONS = ("classes", "none")
+DISTANCE_NORMALIZATIONS = ("tv", "classes", "none")
 DISTANCE_PAIRS = ("all", "to_mean")
-BETA_SCHEDULES = ("annealed", "fixed")
+BETA_SCHEDULES = ("constrained", "annealed", "fixed")
+# BatchNorm statistics for held-out evaluation are recomputed from at most this many training
+# rows per forward pass (more rows: a cumulative average over passes).
+RECALIBRATION_ROWS = 65_536
 
 
 @functools.lru_cache(maxsize=None)
@@ -31,43 +39,126 @@ def _source_pairs(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Ten
     return i, j
 
 
-def prediction_distance(probs: torch.Tensor, normalize: str = "classes", pairs: str = "all") -> torch.Tensor:
-    """Mean over source pairs i < j and over the batch of ||p_i − p_j||_1.
+def prediction_distance(probs: torch.Tensor, normalize: str = "tv", pairs: str = "all",
+                        smoothing: float = 0.0) -> torch.Tensor:
+    """The agreement penalty D between the decoders' predictions.
 
-    probs: [..., n_sources, batch, K] (leading dims: independent runs, one D each). normalize="classes" divides by K, as the authors' code
-    did (their D was a mean over batch and classes), so the paper's β values carry over;
-    "none" is the plain L1 distance of the paper's text (equivalent to β scaled by K).
-    pairs="to_mean" replaces the n(n−1)/2 pairs by each decoder's distance to the mean
-    prediction, times 2 so that for two sources it equals the all-pairs D exactly
-    (||p_1 − p̄|| = ||p_2 − p̄|| = ½||p_1 − p_2||) and β keeps its meaning; O(n) for many sources.
+    probs: [..., n_sources, batch, K] (leading dims: independent runs, one D each) -> D [...].
+    Per sample and pair, the class-wise differences d = p_i − p_j are summed as |d| (L1), then
+    scaled: normalize="tv" halves it (total variation, in [0, 1] for any K); "classes" divides
+    by K, as the authors' code did (their D was a mean over batch and classes); "none" is the
+    plain L1 of the paper's text. smoothing > 0 replaces |d| by the Huber function with
+    threshold ε = smoothing / K (|d| − ε/2 beyond ε, d²/2ε within): the same penalty far from
+    agreement, but without the kink at d = 0 whose ±β subgradient makes the decoders chatter
+    around agreement. pairs="to_mean" compares each decoder with the mean prediction p̄ via
+    d = 2(p_i − p̄), which equals the all-pairs D exactly for two sources; O(n) for many.
     """
     n, k = probs.shape[-3], probs.shape[-1]
     if n < 2:
         return probs.new_zeros(probs.shape[:-3])
     if pairs == "to_mean":
-        per_source = 2 * (probs - probs.mean(-3, keepdim=True)).abs().sum(-1)  # [..., n, batch]
+        diff = 2 * (probs - probs.mean(-3, keepdim=True))  # [..., n, batch, K]
     else:
         i, j = _source_pairs(n, probs.device)
-        per_source = (probs[..., i, :, :] - probs[..., j, :, :]).abs().sum(-1)  # [..., pairs, batch]
-    if normalize == "classes":
-        per_source = per_source / k
-    return per_source.mean((-2, -1))
+        diff = probs[..., i, :, :] - probs[..., j, :, :]  # [..., pairs, batch, K]
+    size = diff.abs()
+    if smoothing > 0:
+        eps = smoothing / k
+        size = torch.where(size < eps, size * size / (2 * eps), size - eps / 2)
+    scale = {"tv": 0.5, "classes": 1.0 / k, "none": 1.0}[normalize]
+    return scale * size.sum(-1).mean((-2, -1))
 
 
-def annealed_beta(beta: float, epoch: int, gamma: float, schedule: str) -> float:
-    """β_t = β(1 − γ^t) for epoch t (paper eq. 17); constant β for the fixed ablation."""
-    return float(beta) if schedule == "fixed" else float(beta) * (1.0 - gamma**epoch)
+def disagreement_tv(probs: torch.Tensor, pairs: str = "all") -> torch.Tensor:
+    """Mean total variation ½||p_i − p_j||_1 between decoders (over pairs and batch): [..., n, batch, K] -> [...]."""
+    return prediction_distance(probs, "tv", pairs, smoothing=0.0)
+
+
+@dataclass(frozen=True)
+class ConstraintControl:
+    """How beta_schedule=constrained raises β until the decoders agree (configs/train.yaml `constraint`).
+
+    After every epoch from `start_epoch` on whose held-out mean total variation exceeds
+    `target`, β's multiplier grows by `growth`, up to `max_factor`. It never falls: an
+    increasing penalty parameter, as in augmented-Lagrangian methods (Nocedal & Wright,
+    Numerical Optimization, §17.3), so that the penalty ends up enforcing D ≈ 0 rather than
+    trading it against the cross-entropy at a fixed rate.
+    """
+
+    target: float = 0.01
+    growth: float = 1.5
+    max_factor: float = 16.0
+    start_epoch: int = 10
+
+    def factor(self, heldout_tv: Sequence[float]) -> float:
+        """β's multiplier for the epoch after those whose held-out disagreements are given, in order."""
+        factor = 1.0
+        for epoch, tv in enumerate(heldout_tv):
+            if epoch >= self.start_epoch and tv > self.target:
+                factor = min(factor * self.growth, self.max_factor)
+        return factor
+
+
+def scheduled_beta(beta: float, epoch: int, gamma: float, schedule: str, factor: float = 1.0) -> float:
+    """β_t for epoch t: β(1 − γ^t) annealed (paper eq. 17), times `factor` when constrained; β when fixed."""
+    if schedule == "fixed":
+        return float(beta)
+    ramp = float(beta) * (1.0 - gamma**epoch)
+    return ramp * factor if schedule == "constrained" else ramp
+
+
+def stage_metrics(stage: str, h_y_bits: float, ce_nats: torch.Tensor, distance: float, tv: float,
+                  accuracy: torch.Tensor, second_moments: torch.Tensor | None = None,
+                  count: float | None = None) -> dict[str, float]:
+    """One split's per-epoch figures, named as in csv/metrics.csv (both training engines use this).
+
+    ce_nats: [n] mean cross-entropy per decoder; accuracy: [n]; distance: the penalty D; tv:
+    the mean total variation. With second_moments ([n + 1]: the mean over samples of
+    (mean_i CE_i)² and of each CE_i², nats²) and the sample count, the standard errors of the
+    held-out means are added (bits): `redundancy_se_bits`, `usable_info_se_bits_x<i>`.
+    """
+    n = len(ce_nats)
+    ce_bits = nats_to_bits(ce_nats.double())
+    metrics = {f"{stage}/redundancy_bits": h_y_bits - float(ce_bits.mean())}
+    for i in range(n):
+        metrics[f"{stage}/usable_info_bits_x{i + 1}"] = h_y_bits - float(ce_bits[i])
+    metrics[f"{stage}/distance"] = float(distance)
+    metrics[f"{stage}/disagreement_tv"] = float(tv)
+    for i in range(n):
+        metrics[f"{stage}/acc_x{i + 1}"] = float(accuracy[i])
+    if second_moments is not None and count is not None and count > 1:
+        means = torch.cat([ce_nats.double().mean()[None], ce_nats.double()])
+        variances = (second_moments.double() - means**2).clamp_min(0) * count / (count - 1)
+        errors = nats_to_bits((variances / count).sqrt())
+        metrics[f"{stage}/redundancy_se_bits"] = float(errors[0])
+        for i in range(n):
+            metrics[f"{stage}/usable_info_se_bits_x{i + 1}"] = float(errors[i + 1])
+    return metrics
+
+
+def batch_norm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 class BetaSchedule(pl.Callback):
-    """Sets the module's β at the start of every epoch; its state travels in checkpoints."""
+    """Sets the module's β at the start of every epoch (see scheduled_beta).
 
-    def __init__(self, beta: float, gamma: float = 0.97, schedule: str = "annealed"):
+    Under the constrained schedule the multiplier is recomputed from the held-out
+    disagreement of the epochs so far (the module's history, which checkpoints carry), so a
+    resumed run continues exactly where it stopped.
+    """
+
+    def __init__(self, beta: float, gamma: float = 0.97, schedule: str = "constrained",
+                 control: ConstraintControl | None = None):
         self.beta, self.gamma, self.schedule = beta, gamma, schedule
-        self.current_beta = annealed_beta(beta, 0, gamma, schedule)
+        self.control = control or ConstraintControl()
+        self.current_beta = scheduled_beta(beta, 0, gamma, schedule)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: RedundancyEstimator) -> None:
-        self.current_beta = annealed_beta(self.beta, trainer.current_epoch, self.gamma, self.schedule)
+        factor = 1.0
+        if self.schedule == "constrained":
+            factor = self.control.factor([h["val/disagreement_tv"] for h in pl_module.history])
+        self.current_beta = scheduled_beta(self.beta, trainer.current_epoch, self.gamma, self.schedule, factor)
         pl_module.beta = self.current_beta
 
     def state_dict(self) -> dict:
@@ -82,6 +173,10 @@ class RedundancyEstimator(pl.LightningModule):
 
     With one decoder the same module measures plain usable information, H(Y) − CE.
     Per-epoch metrics (train and held-out) go to the loggers and to `self.history`.
+    `batch_norm_split`: the training split; when given, the decoders' BatchNorm statistics are
+    recomputed on it (in training mode, without augmentation) before every held-out pass, so
+    that evaluation uses the statistics of the final weights rather than a running average
+    that lags them (which a constant source turns into a division by ~0: −600 bits).
     """
 
     def __init__(
@@ -90,9 +185,12 @@ class RedundancyEstimator(pl.LightningModule):
         h_y_bits: float,
         optimizer: Callable[..., torch.optim.Optimizer],
         lr_decay: float = 0.97,
-        distance_normalization: str = "classes",
+        distance_normalization: str = "tv",
         distance_pairs: str = "all",
+        distance_smoothing: float = 0.0,
         views: nn.Module | None = None,
+        batch_norm_split=None,
+        eval_batch_size: int = 2000,
     ):
         super().__init__()
         if distance_normalization not in DISTANCE_NORMALIZATIONS:
@@ -102,6 +200,7 @@ class RedundancyEstimator(pl.LightningModule):
         if distance_pairs not in DISTANCE_PAIRS:
             raise RineError(f"distance.pairs={distance_pairs!r}; choose one of {', '.join(DISTANCE_PAIRS)}")
         self.distance_pairs = distance_pairs
+        self.distance_smoothing = float(distance_smoothing)
         self.decoders = nn.ModuleList(decoders)
         self.h_y_bits = float(h_y_bits)
         self.make_optimizer = optimizer
@@ -110,6 +209,8 @@ class RedundancyEstimator(pl.LightningModule):
         # Image tasks: batches hold raw images and `views` cuts each source from them on the
         # module's device (see on_after_batch_transfer).
         self.views = views
+        self.batch_norm_split = batch_norm_split
+        self.eval_batch_size = eval_batch_size
         # The loop is written out (manual optimization): Lightning's automatic loop costs
         # more per step than the small decoders themselves.
         self.automatic_optimization = False
@@ -129,17 +230,15 @@ class RedundancyEstimator(pl.LightningModule):
         return torch.stack([decoder(x) for decoder, x in zip(self.decoders, sources)])
 
     def _losses(self, sources, y):
-        """Logits [n, batch, K], per-sample CE [batch, n], distance D, correct counts [n]."""
+        """Logits [n, batch, K], per-sample CE [batch, n], penalty D, mean TV, correct counts [n]."""
         logits = self(sources)
         # CE over [batch, K, n] against y broadcast to [batch, n]: one call for all decoders.
         ce = F.cross_entropy(logits.permute(1, 2, 0), y[:, None].expand(-1, len(logits)), reduction="none")
-        distance = prediction_distance(logits.softmax(-1), self.distance_normalization, self.distance_pairs)
+        probs = logits.softmax(-1)
+        distance = prediction_distance(probs, self.distance_normalization, self.distance_pairs, self.distance_smoothing)
+        tv = disagreement_tv(probs.detach(), self.distance_pairs)
         correct = (logits.argmax(-1) == y).sum(1)
-        return logits, ce, distance, correct
-
-    def _evaluate(self, sources, y):
-        _, ce, distance, correct = self._losses(sources, y)
-        return ce.mean(0), distance, correct
+        return logits, ce, distance, tv, correct
 
     def _accumulate_per_class(self, ce_per_sample: torch.Tensor, y: torch.Tensor, n_classes: int) -> None:
         # index_add on the device: no .item() per step; a class absent so far just keeps 0/0.
@@ -148,12 +247,19 @@ class RedundancyEstimator(pl.LightningModule):
         self._class_sums[0].index_add_(0, y, ce_per_sample.detach().double())
         self._class_sums[1].index_add_(0, y, torch.ones_like(y, dtype=torch.float64))
 
-    def _accumulate(self, stage: str, ce, distance, correct, batch_size: int, loss=None) -> None:
-        # Sums stay tensors (no .item() per step) so the hot loop never waits on the device.
-        parts = [ce, distance[None], correct / batch_size]
+    def _accumulate(self, stage: str, ce: torch.Tensor, distance, tv, correct, loss=None) -> None:
+        """Add one batch (per-sample CE [batch, n]) to the epoch's sums; held-out also sums squares."""
+        batch_size = len(ce)
+        # Sums stay tensors (no .item() per step) so the hot loop never waits on the device;
+        # float64 where the device has it: the squares' sums feed a variance (E[x²] − E[x]²).
+        dtype = torch.float32 if ce.device.type == "mps" else torch.float64
+        ce = ce.detach().to(dtype)
+        parts = [ce.sum(0), (distance.detach() * batch_size)[None], (tv * batch_size)[None], correct]
         if loss is not None:
-            parts.append(loss[None])
-        row = torch.cat(parts).detach() * batch_size
+            parts.append((loss.detach() * batch_size)[None])
+        if stage == "val":
+            parts += [(ce.mean(1) ** 2).sum()[None], (ce**2).sum(0)]
+        row = torch.cat([p.to(dtype) for p in parts])
         if stage in self._sums:
             self._sums[stage] += row
         else:
@@ -183,7 +289,7 @@ class RedundancyEstimator(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         sources, y = batch
-        ce, distance, correct = self._evaluate(sources, y)
+        _, ce, distance, tv, correct = self._losses(sources, y)
         loss = ce.mean() + self.beta * distance
         # A plain backward skips manual_backward's per-step hook dispatch (much of a canonical
         # run's time). Fine for 32-bit and bf16-mixed precision (no loss scaling);
@@ -198,12 +304,39 @@ class RedundancyEstimator(pl.LightningModule):
         else:
             loss.backward()
         optimizer.step()
-        self._accumulate("train", ce, distance, correct, len(y), loss)
+        self._accumulate("train", ce, distance, tv, correct, loss)
+
+    @torch.no_grad()
+    def recalibrate_batch_norm(self) -> None:
+        """BatchNorm running statistics := the exact statistics of the training split under the current weights."""
+        norms = batch_norm_layers(self.decoders)
+        if not norms or self.batch_norm_split is None:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the passes below
+        training = self.decoders.training
+        self.decoders.train()
+        split = self.batch_norm_split
+        rows = RECALIBRATION_ROWS if self.views is None else self.eval_batch_size
+        for start in range(0, len(split), rows):
+            sources = [s[start:start + rows].to(self.device) for s in split.sources]
+            if self.views is not None:
+                sources = self.views(sources[0], train=False)
+            for decoder, x in zip(self.decoders, sources):
+                decoder(x)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        self.decoders.train(training)
+
+    def on_validation_epoch_start(self) -> None:
+        self.recalibrate_batch_norm()
 
     def validation_step(self, batch, batch_idx):
         sources, y = batch
-        logits, ce, distance, correct = self._losses(sources, y)
-        self._accumulate("val", ce.mean(0), distance, correct, len(y))
+        logits, ce, distance, tv, correct = self._losses(sources, y)
+        self._accumulate("val", ce, distance, tv, correct)
         self._accumulate_per_class(ce.mean(1), y, logits.shape[-1])
 
     def _sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -217,18 +350,16 @@ class RedundancyEstimator(pl.LightningModule):
     def _epoch_metrics(self, stage: str) -> dict[str, float]:
         sums = self._sums.pop(stage)
         count = torch.tensor(float(self._counts.pop(stage)), device=sums.device)
-        totals = self._sum_over_processes(torch.cat([sums.float(), count[None]]))
-        sums = (totals[:-1] / totals[-1]).double().cpu()
+        totals = self._sum_over_processes(torch.cat([sums, count.to(sums.dtype)[None]]))
+        n_samples = float(totals[-1])
+        means = (totals[:-1] / totals[-1]).double().cpu()
         n = self.n_sources
-        ce_bits = nats_to_bits(sums[:n])
-        metrics = {f"{stage}/redundancy_bits": self.h_y_bits - float(ce_bits.mean())}
-        for i in range(n):
-            metrics[f"{stage}/usable_info_bits_x{i + 1}"] = self.h_y_bits - float(ce_bits[i])
-        metrics[f"{stage}/distance"] = float(sums[n])
-        for i in range(n):
-            metrics[f"{stage}/acc_x{i + 1}"] = float(sums[n + 1 + i])
-        if len(sums) > 2 * n + 1:
-            metrics[f"{stage}/loss"] = float(sums[2 * n + 1])
+        ce, distance, tv, accuracy = means[:n], means[n], means[n + 1], means[n + 2: 2 * n + 2]
+        rest = means[2 * n + 2:]
+        second_moments = rest[-(n + 1):] if stage == "val" else None
+        metrics = stage_metrics(stage, self.h_y_bits, ce, distance, tv, accuracy, second_moments, n_samples)
+        if stage == "train":
+            metrics[f"{stage}/loss"] = float(rest[0])
         if stage == "val" and self._class_sums is not None:
             class_sums, counts = self._sum_over_processes(self._class_sums).cpu()
             self._class_sums = None
@@ -241,9 +372,9 @@ class RedundancyEstimator(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         # Runs after the epoch's validation, so one row holds both stages.
         epoch = self.current_epoch
-        metrics = {"epoch": float(epoch), "beta": float(self.beta), "lr": self._epoch_lr}
+        metrics = {"epoch": epoch, "beta": float(self.beta), "lr": self._epoch_lr}
         metrics.update(self._epoch_metrics("train"))
-        if not torch.isfinite(torch.tensor(metrics["train/loss"])):
+        if not math.isfinite(metrics["train/loss"]):
             raise RineError(
                 f"training loss became NaN/inf in epoch {epoch} (counting from 0); "
                 "lower the learning rate (model.optimizer.lr) or beta"
@@ -254,7 +385,7 @@ class RedundancyEstimator(pl.LightningModule):
         self.lr_schedulers().step()
         # Under DDP every process holds the same (already summed) metrics; averaging them
         # changes nothing but keeps Lightning's per-metric warning quiet.
-        self.log_dict({k: v for k, v in metrics.items() if k != "epoch"}, on_step=False, on_epoch=True,
+        self.log_dict({k: float(v) for k, v in metrics.items() if k != "epoch"}, on_step=False, on_epoch=True,
                       sync_dist=self.trainer.world_size > 1)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

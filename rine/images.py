@@ -213,6 +213,9 @@ class CifarTask:
         self.download = download
         if not download:  # missing data stops the run before its folder is written
             require_cifar10(self.data_dir)
+        folder = Path(self.data_dir) / CIFAR_DIR
+        # hashed: a complete run is reused only for the same images
+        self.source_files = [] if download else [folder / n for n in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE, CIFAR_META_FILE)]
         self.n_train, self.n_heldout = n_train, n_heldout
 
     def setup(self, seed: int) -> TaskData:

@@ -14,6 +14,7 @@ so only the redundancy, the joint and each source's usable information are repor
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import torch
@@ -35,6 +36,7 @@ class SourceView:
         self.task = task
         self.select = select  # None: all sources flattened and concatenated
         self.name = task.name
+        self.source_files = getattr(task, "source_files", [])
 
     def _view(self, split: Split) -> Split:
         if self.select is None:
@@ -47,6 +49,15 @@ class SourceView:
         return dataclasses.replace(data, train=self._view(data.train), heldout=self._view(data.heldout))
 
 
+CONTINUOUS_NOTE = (
+    "RINE's I∩ is the part of the information all decoders can agree on deterministically, a "
+    "Gács–Körner-like common part (paper Prop. 1), which is near 0 for noisy copies of a variable "
+    "even when each source alone is informative; atoms derived from it then come out negative. Read I∩ "
+    "as that common part (at most I_MMI, BROJA, ...), not as those measures' redundancy "
+    "(README \"What the redundancy means\")"
+)
+
+
 def atoms(redundancy: float, usable: list[float], joint: float) -> dict:
     """The PID atoms from I∩, each I(Xi;Y) and I(X1..Xn;Y); unique/synergy only for n = 2."""
     out = {"redundancy": redundancy, "unique": None, "synergy": None, "joint": joint, "usable": list(usable)}
@@ -55,6 +66,35 @@ def atoms(redundancy: float, usable: list[float], joint: float) -> dict:
         out["unique"] = unique
         out["synergy"] = joint - sum(unique) - redundancy
     return out
+
+
+def atom_errors(redundancy_se: float, usable_se: list[float], joint_se: float) -> dict:
+    """Standard errors of the atoms (bits), adding the variances of the held-out means they combine.
+
+    The runs share the held-out samples, so their errors are positively correlated and these
+    sums over-state the error of a difference: a conservative yardstick for "negative beyond noise".
+    """
+    out = {"redundancy": redundancy_se, "unique": None, "synergy": None, "joint": joint_se, "usable": list(usable_se)}
+    if len(usable_se) == 2:
+        out["unique"] = [math.hypot(u, redundancy_se) for u in usable_se]
+        out["synergy"] = math.sqrt(joint_se**2 + sum(u**2 for u in usable_se) + redundancy_se**2)
+    return out
+
+
+def untrusted_atoms(pid: dict, errors: dict, floor_bits: float) -> list[str]:
+    """One warning per atom negative beyond its noise: below −max(floor_bits, 3 standard errors)."""
+    named = [("redundancy", pid["redundancy"], errors["redundancy"])]
+    if pid["unique"] is not None:
+        named += [(f"unique x{i + 1}", u, e) for i, (u, e) in enumerate(zip(pid["unique"], errors["unique"]))]
+        named.append(("synergy", pid["synergy"], errors["synergy"]))
+    negative = []
+    for name, value, se in named:
+        tolerance = max(floor_bits, 3 * se)
+        if value < -tolerance:
+            negative.append(f"{name} = {value:.3f} bits")
+    if not negative:
+        return []
+    return [f"PID atom(s) negative beyond their noise ({', '.join(negative)}): {CONTINUOUS_NOTE}"]
 
 
 def exact_atoms(reference: dict | None) -> dict | None:
@@ -76,19 +116,31 @@ def train_pid(cfg: DictConfig, task, run_dir: Path, train) -> dict:
     usable_cfg = OmegaConf.merge(cfg, {"beta": 0})
     runs = {f"usable_x{i + 1}": SourceView(task, [i]) for i in range(n)}
     runs["joint"] = SourceView(task, None)
-    bits = {}
-    for name, view in runs.items():
-        bits[name] = train(usable_cfg, view, run_dir / "pid" / name)["redundancy_bits"]
-    pid = atoms(outcome["redundancy_bits"], [bits[f"usable_x{i + 1}"] for i in range(n)], bits["joint"])
+    trained = {name: train(usable_cfg, view, run_dir / "pid" / name) for name, view in runs.items()}
+    bits = {name: r["redundancy_bits"] for name, r in trained.items()}
+    errors = {name: r.get("redundancy_se_bits") or 0.0 for name, r in trained.items()}
+    usable_names = [f"usable_x{i + 1}" for i in range(n)]
+    pid = atoms(outcome["redundancy_bits"], [bits[u] for u in usable_names], bits["joint"])
+    se = atom_errors(outcome.get("redundancy_se_bits") or 0.0, [errors[u] for u in usable_names], errors["joint"])
+    floor = cfg.report.bounds_tolerance_bits
     pid.update(
-        distance=outcome["distance"],
+        se=se,
+        disagreement_tv=outcome["disagreement_tv"],
         exact=exact_atoms(outcome.get("reference")),
         note=None if n == 2 else N_GT_2_NOTE,
+        warnings=untrusted_atoms(pid, se, floor),
         figure=PID_FIGURE,
         runs={name: f"pid/{name}" for name in runs},
     )
+    # I∩ <= min_i I(Xi;Y), with each I(Xi;Y) measured alone at β = 0.
+    weakest = min(usable_names, key=lambda u: bits[u])
+    tolerance = max(floor, 3 * math.hypot(se["redundancy"], errors[weakest]))
+    reasons = list(outcome.get("invalid_reasons") or [])
+    if pid["redundancy"] > bits[weakest] + tolerance:
+        reasons.append(f"I∩ = {pid['redundancy']:.3g} bits exceeds I({weakest.split('_')[1].upper()};Y) = "
+                       f"{bits[weakest]:.3g} (its source alone, β = 0) by more than {tolerance:.3g}")
     draw_pid(pid, run_dir / PID_FIGURE, title=f"{task.name}  β={cfg.beta:g}")
-    return {**outcome, "pid": pid}
+    return {**outcome, "pid": pid, "valid": not reasons, "invalid_reasons": reasons}
 
 
 def _segments(pid: dict) -> list[tuple[str, float]]:

@@ -6,6 +6,7 @@ composed by `compose_config`, so every entry point trains through the same code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -23,9 +24,16 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rine.data import TensorBatches
+from rine.data import TensorBatches, check_splits
 from rine.errors import RineError
-from rine.estimator import BETA_SCHEDULES, DISTANCE_PAIRS, BetaSchedule, RedundancyEstimator
+from rine.estimator import (
+    BETA_SCHEDULES,
+    DISTANCE_NORMALIZATIONS,
+    DISTANCE_PAIRS,
+    BetaSchedule,
+    ConstraintControl,
+    RedundancyEstimator,
+)
 
 RESULTS_FILE = "results.json"
 CHECKPOINT = Path("checkpoints") / "last.ckpt"  # rewritten at the end of every epoch
@@ -104,44 +112,77 @@ def uses_ddp(cfg: DictConfig) -> bool:
     return "ddp" in str(cfg.trainer.get("strategy")).lower()
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def constraint_control(cfg: DictConfig) -> ConstraintControl:
+    c = cfg.constraint
+    return ConstraintControl(target=c.target, growth=c.growth, max_factor=c.max_factor, start_epoch=c.start_epoch)
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Reject settings that would train something meaningless, before anything is written."""
-    if cfg.get("mode", "estimate") not in MODES:
+    if cfg.mode not in MODES:
         raise RineError(f"mode={cfg.mode} is unknown; choose one of: {', '.join(MODES)}")
     beta = cfg.beta
-    if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not math.isfinite(beta) or beta < 0:
+    if not _is_number(beta) or beta < 0:
         raise RineError(f"beta={beta} is invalid; the agreement weight must be a number >= 0")
     if cfg.beta_schedule not in BETA_SCHEDULES:
         raise RineError(f"beta_schedule={cfg.beta_schedule} is unknown; choose one of: {', '.join(BETA_SCHEDULES)}")
     gamma = cfg.gamma
-    if not isinstance(gamma, (int, float)) or not 0 < gamma <= 1:
-        raise RineError(f"gamma={gamma} is invalid; the β annealing rate must be in (0, 1] (paper: 0.97)")
+    if cfg.beta_schedule != "fixed" and (not _is_number(gamma) or not 0 < gamma < 1):
+        # gamma = 1 would keep β_t = β(1 − γ^t) at 0 for ever: a β = 0 run labelled β > 0.
+        raise RineError(f"gamma={gamma} is invalid; the β annealing rate must be in (0, 1) (paper: 0.97)")
     epochs = cfg.trainer.max_epochs
     if not isinstance(epochs, int) or epochs < 1:
         raise RineError(f"trainer.max_epochs={epochs} is invalid; train for at least 1 epoch")
     precision = str(cfg.trainer.get("precision", "32"))
     if "16" in precision and "bf16" not in precision:
         raise RineError(f"trainer.precision={precision} is not supported; use 32 or bf16-mixed")
-    if cfg.get("mode", "estimate") == "pid" and uses_ddp(cfg):
+    if cfg.mode == "pid" and uses_ddp(cfg):
         # Lightning starts the other DDP processes once per script; pid trains several models.
         raise RineError("mode=pid cannot run under trainer=ddp; drop trainer=ddp for mode=pid")
     if not isinstance(cfg.seed, int):
         raise RineError(f"seed={cfg.seed} is invalid; use an integer")
-    if cfg.distance.get("pairs", "all") not in DISTANCE_PAIRS:
-        raise RineError(f"distance.pairs={cfg.distance.pairs} is unknown; choose one of: {', '.join(DISTANCE_PAIRS)}")
-    warn_above = cfg.distance.get("warn_above", 0.05)
-    if not isinstance(warn_above, (int, float)) or isinstance(warn_above, bool) or warn_above < 0:
-        raise RineError(f"distance.warn_above={warn_above} is invalid; use a total variation distance >= 0")
+    distance = cfg.distance
+    if distance.pairs not in DISTANCE_PAIRS:
+        raise RineError(f"distance.pairs={distance.pairs} is unknown; choose one of: {', '.join(DISTANCE_PAIRS)}")
+    if distance.normalize not in DISTANCE_NORMALIZATIONS:
+        raise RineError(f"distance.normalize={distance.normalize} is unknown; "
+                        f"choose one of: {', '.join(DISTANCE_NORMALIZATIONS)}")
+    if not _is_number(distance.smoothing) or distance.smoothing < 0:
+        raise RineError(f"distance.smoothing={distance.smoothing} is invalid; use a number >= 0 (0: plain L1)")
+    if not _is_number(distance.warn_above) or distance.warn_above < 0:
+        raise RineError(f"distance.warn_above={distance.warn_above} is invalid; use a total variation distance >= 0")
+    c = cfg.constraint
+    for key, ok, need in (("target", _is_number(c.target) and 0 < c.target < 1, "in (0, 1)"),
+                          ("growth", _is_number(c.growth) and c.growth > 1, "> 1"),
+                          ("max_factor", _is_number(c.max_factor) and c.max_factor >= 1, ">= 1"),
+                          ("start_epoch", isinstance(c.start_epoch, int) and c.start_epoch >= 0, "an integer >= 0")):
+        if not ok:
+            raise RineError(f"constraint.{key}={c[key]} is invalid; use a number {need}")
+    if (cfg.beta_schedule == "constrained" and cfg.beta > 0
+            and str(cfg.model.optimizer.get("_target_", "")).rsplit(".", 1)[-1] == "SGD"):
+        raise RineError(
+            "beta_schedule=constrained raises β until the decoders agree, which plain SGD does not survive "
+            "(its step grows with β); use an adaptive optimizer such as the default model=mlp (AdamW), "
+            "or objective=paper (β annealed as in the paper)"
+        )
     if not isinstance(cfg.report.last_epochs, int) or cfg.report.last_epochs < 1:
         raise RineError(f"report.last_epochs={cfg.report.last_epochs} is invalid; average at least 1 epoch")
+    tolerance = cfg.report.bounds_tolerance_bits
+    if not _is_number(tolerance) or tolerance < 0:
+        raise RineError(f"report.bounds_tolerance_bits={tolerance} is invalid; use a number of bits >= 0")
 
 
 def summarize(history: list[dict[str, float]], last_epochs: int, n_sources: int) -> dict:
     """The reported figures: the mean of the last `last_epochs` held-out epochs, and the final epoch."""
     tail = history[-last_epochs:]
 
-    def mean(key: str) -> float:
-        return sum(h[key] for h in tail) / len(tail)
+    def mean(key: str) -> float | None:
+        values = [h[key] for h in tail if h.get(key) is not None]
+        return sum(values) / len(values) if values else None
 
     sources = [f"x{i + 1}" for i in range(n_sources)]
     final = history[-1]
@@ -150,39 +191,95 @@ def summarize(history: list[dict[str, float]], last_epochs: int, n_sources: int)
     per_class = [mean(k) for k in per_class_keys]
     return {
         # null, never NaN, for a class absent from the held-out split
-        "per_class_redundancy_bits": [v if math.isfinite(v) else None for v in per_class],
+        "per_class_redundancy_bits": [v if v is not None and math.isfinite(v) else None for v in per_class],
         "redundancy_bits": mean("val/redundancy_bits"),
         "redundancy_bits_final": final["val/redundancy_bits"],
+        "redundancy_se_bits": mean("val/redundancy_se_bits"),
         "usable_info_bits": [mean(f"val/usable_info_bits_{s}") for s in sources],
         "usable_info_bits_final": [final[f"val/usable_info_bits_{s}"] for s in sources],
-        "distance": mean("val/distance"),
-        "distance_final": final["val/distance"],
+        "usable_info_se_bits": [mean(f"val/usable_info_se_bits_{s}") for s in sources],
+        "disagreement_tv": mean("val/disagreement_tv"),
+        "disagreement_tv_final": final["val/disagreement_tv"],
+        "disagreement_tv_train": mean("train/disagreement_tv"),
+        "beta_final": final["beta"],
         "accuracy": [mean(f"val/acc_{s}") for s in sources],
         "reduction": f"mean of the last {len(tail)} epochs of the held-out curve",
         "curve": {
             "redundancy_bits": [h["val/redundancy_bits"] for h in history],
-            "distance": [h["val/distance"] for h in history],
+            "disagreement_tv": [h["val/disagreement_tv"] for h in history],
             "beta": [h["beta"] for h in history],
         },
     }
 
 
-def constraint_check(distance: float, n_classes: int, cfg: DictConfig) -> dict:
+def constraint_check(summary: dict, cfg: DictConfig) -> dict:
     """Whether the decoders agree enough for I∩ to be a redundancy (the constraint D = 0).
 
-    The test is on the mean total variation distance between decoders' predictions,
-    ½ · L1 (undoing the /K of normalize=classes), so the threshold reads the same for any K.
+    The test is on the held-out mean total variation between the decoders' predictions
+    (the same scale for any K, whatever the penalty's form). β = 0 has no agreement term:
+    the figure is then the decoders' mean usable information, and nothing is checked.
+    The warning's advice depends on why the decoders still disagree.
     """
-    per_sample_l1 = distance * n_classes if cfg.distance.normalize == "classes" else distance
-    tv = per_sample_l1 / 2
-    threshold = cfg.distance.get("warn_above", 0.05)
-    warning = None
-    if tv > threshold:
-        warning = (
-            f"the decoders still disagree (mean total variation {tv:.3f} > distance.warn_above={threshold:g}), "
-            "so I∩ is not yet a redundancy; raise beta or trainer.max_epochs"
-        )
-    return {"disagreement_tv": tv, "constraint_met": warning is None, "warning": warning}
+    if cfg.beta == 0:
+        return {"constraint_met": None, "warning": None}
+    tv, threshold = summary["disagreement_tv"], cfg.distance.warn_above
+    if tv <= threshold:
+        return {"constraint_met": True, "warning": None}
+    problem = (f"the decoders still disagree (held-out mean total variation {tv:.3f} > "
+               f"distance.warn_above={threshold:g}), so I∩ is not yet a redundancy")
+    train_tv = summary.get("disagreement_tv_train")
+    if train_tv is not None and train_tv <= threshold:
+        advice = (f"they agree on the training split ({train_tv:.3f}) but not on held-out samples: "
+                  "use more samples or smaller decoders (model.decoder.hidden)")
+    elif cfg.beta_schedule != "constrained":
+        advice = ("use the default objective=constrained, which raises β until they agree (it needs an adaptive "
+                  "optimizer such as the default model=mlp), or raise beta (with SGD moderately: it diverges at large β)")
+    elif summary["beta_final"] >= cfg.beta * cfg.constraint.max_factor * (1 - cfg.gamma**summary["epochs"]) * 0.999:
+        advice = (f"β reached its cap ({summary['beta_final']:.3g}): raise constraint.max_factor or beta, "
+                  "and trainer.max_epochs")
+    else:
+        advice = "train longer (trainer.max_epochs) so that the constrained schedule can raise β further"
+    return {"constraint_met": False, "warning": f"{problem}; {advice}"}
+
+
+def bounds_check(outcome: dict, cfg: DictConfig) -> dict:
+    """Flag an estimate outside what is physically possible (paper eq. 8 quantities, bits).
+
+    For the true quantities I(Xi;Y) >= 0, I∩ >= 0 and I∩ <= min_i I(Xi;Y); held-out estimates
+    may cross these by sampling noise, so each is checked with the tolerance
+    max(report.bounds_tolerance_bits, 3 standard errors of its held-out mean). With β > 0 the
+    agreeing decoders' own usable information bounds I∩ too; with a known distribution, the
+    exact I(Xi;Y) do. Returns {"valid": bool, "invalid_reasons": [str, ...]}.
+    """
+    floor = cfg.report.bounds_tolerance_bits
+
+    def tolerance(se) -> float:
+        return max(floor, 3 * se) if se is not None else floor
+
+    reasons = []
+    redundancy, se = outcome["redundancy_bits"], outcome.get("redundancy_se_bits")
+    usable = outcome["usable_info_bits"]
+    usable_se = outcome.get("usable_info_se_bits") or [None] * len(usable)
+    for i, (u, u_se) in enumerate(zip(usable, usable_se)):
+        if u < -tolerance(u_se):
+            reasons.append(f"usable information of x{i + 1} is {u:.3g} bits, below 0 by more than {tolerance(u_se):.3g}")
+    if redundancy < -tolerance(se):
+        reasons.append(f"I∩ = {redundancy:.3g} bits is below 0 by more than {tolerance(se):.3g}")
+    bounds = []
+    if cfg.beta > 0 and outcome.get("constraint_met"):
+        # Agreeing decoders predict alike, so their CEs agree too; a gap means I∩ is not a redundancy.
+        bounds.append(("the least of the decoders' own usable information", min(usable)))
+    mi_sources = (outcome.get("reference") or {}).get("mi_sources")
+    if mi_sources:
+        bounds.append(("min_i I(Xi;Y) of the distribution", min(mi_sources)))
+        for i, (u, mi, u_se) in enumerate(zip(usable, mi_sources, usable_se)):
+            if u > mi + tolerance(u_se):
+                reasons.append(f"usable information of x{i + 1} ({u:.3g} bits) exceeds the exact "
+                               f"I(X{i + 1};Y) = {mi:.3g} by more than {tolerance(u_se):.3g}")
+    for name, bound in bounds:
+        if redundancy > bound + tolerance(se):
+            reasons.append(f"I∩ = {redundancy:.3g} bits exceeds {name} ({bound:.3g}) by more than {tolerance(se):.3g}")
+    return {"valid": not reasons, "invalid_reasons": reasons}
 
 
 def _build_loggers(cfg: DictConfig, run_dir: Path) -> list:
@@ -208,6 +305,7 @@ def _train(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None
         torch.set_num_threads(cfg.model.threads)
     pl.seed_everything(cfg.seed, verbose=False)
     data = task.setup(cfg.seed)
+    check_splits(data)
     if data.views is not None:  # image tasks: the sources are cut from raw images per batch
         shapes = data.views.shapes
     else:
@@ -219,10 +317,13 @@ def _train(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None
         optimizer=build(cfg.model.optimizer),
         lr_decay=cfg.model.lr_decay,
         distance_normalization=cfg.distance.normalize,
-        distance_pairs=cfg.distance.get("pairs", "all"),
+        distance_pairs=cfg.distance.pairs,
+        distance_smoothing=cfg.distance.smoothing,
         views=data.views,
+        batch_norm_split=data.train if cfg.model.get("precise_batch_norm") else None,
+        eval_batch_size=cfg.model.eval_batch_size,
     )
-    callbacks = [BetaSchedule(cfg.beta, cfg.gamma, cfg.beta_schedule)]
+    callbacks = [BetaSchedule(cfg.beta, cfg.gamma, cfg.beta_schedule, constraint_control(cfg))]
     if cfg.trainer.get("enable_checkpointing", True):
         callbacks.append(
             pl.callbacks.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
@@ -264,7 +365,7 @@ def outcome_of(history: list[dict], data, cfg: DictConfig) -> dict:
     """What results.json reports of a finished training, from its per-epoch history."""
     n_sources = len(data.train.sources) if data.views is None else len(data.views.shapes)
     summary = summarize(history, cfg.report.last_epochs, n_sources)
-    return {
+    outcome = {
         **summary,
         "h_y_bits": data.h_y_bits,
         "h_y_basis": data.h_y_basis,
@@ -275,24 +376,46 @@ def outcome_of(history: list[dict], data, cfg: DictConfig) -> dict:
         "n_train": len(data.train),
         "n_heldout": len(data.heldout),
         "epochs": len(history),
-        **constraint_check(summary["distance"], data.n_classes, cfg),
     }
+    outcome.update(constraint_check(outcome, cfg))
+    outcome.update(bounds_check(outcome, cfg))
+    return outcome
 
 
-def previous_attempt(cfg: DictConfig, run_dir: str | Path) -> tuple[str | None, Path | None]:
-    """What run_dir holds for exactly this config: (status, checkpoint to resume from).
+def data_fingerprint(task) -> str | None:
+    """sha256 of the task's input files (in order), or None for a task that reads none.
 
-    status is None when the folder holds nothing of this config. A checkpoint is offered
-    only for an attempt that was killed or interrupted (status running/interrupted); a
-    run that failed with an error starts afresh.
+    A complete run is reused only for the same config and the same data: an edited pmf or
+    .npz at the same path must train again.
+    """
+    files = list(getattr(task, "source_files", []) or [])
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(Path(path).name).encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def previous_attempt(cfg: DictConfig, run_dir: str | Path, fingerprint: str | None = None
+                     ) -> tuple[str | None, Path | None]:
+    """What run_dir holds for exactly this config and data: (status, checkpoint to resume from).
+
+    status is None when the folder holds nothing of this config and data (`fingerprint`,
+    see data_fingerprint). A checkpoint is offered only for an attempt that was killed or
+    interrupted (status running/interrupted); a run that failed with an error starts afresh.
     """
     run_dir = Path(run_dir)
     try:
-        status = json.loads((run_dir / RESULTS_FILE).read_text()).get("status")
+        recorded = json.loads((run_dir / RESULTS_FILE).read_text())
+        status = recorded.get("status")
         same_config = (run_dir / "config.yaml").read_text() == OmegaConf.to_yaml(cfg)
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return None, None
-    if not same_config:
+    if not same_config or recorded.get("data_sha256") != fingerprint:
         return None, None
     checkpoint = run_dir / CHECKPOINT
     resumable = status in ("running", "interrupted") and checkpoint.is_file()
@@ -329,10 +452,11 @@ def check(cfg: DictConfig, run_dir: str | Path):
     """
     validate_config(cfg)
     run_dir = Path(run_dir)
-    status, resume_from = previous_attempt(cfg, run_dir)
+    task = build(cfg.task)
+    status, resume_from = previous_attempt(cfg, run_dir, data_fingerprint(task))
     if status == "complete":
         return {**json.loads((run_dir / RESULTS_FILE).read_text()), "skipped": True}
-    return build(cfg.task), resume_from
+    return task, resume_from
 
 
 def begin(cfg: DictConfig, run_dir: str | Path, checked=None):
@@ -347,7 +471,7 @@ def begin(cfg: DictConfig, run_dir: str | Path, checked=None):
     run_dir.mkdir(parents=True, exist_ok=True)
     base = {
         "task": task.name,
-        "mode": cfg.get("mode", "estimate"),
+        "mode": cfg.mode,
         "beta": cfg.beta,
         "beta_schedule": cfg.beta_schedule,
         "gamma": cfg.gamma,
@@ -355,9 +479,11 @@ def begin(cfg: DictConfig, run_dir: str | Path, checked=None):
         "width": cfg.get("width"),
         "pmf_file": getattr(task, "pmf_file", None),
         "data_file": getattr(task, "data_file", None),
+        "data_sha256": data_fingerprint(task),
         "max_epochs": cfg.trainer.max_epochs,
         "distance_normalization": cfg.distance.normalize,
-        "distance_pairs": cfg.distance.get("pairs", "all"),
+        "distance_smoothing": cfg.distance.smoothing,
+        "distance_pairs": cfg.distance.pairs,
         "run_dir": str(run_dir),
         # Read by the other DDP processes, so that every rank resumes from the same place.
         "resume_from": str(resume_from) if resume_from else None,
@@ -398,7 +524,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     task, base, resume_from = started
     start = time.perf_counter()
     try:
-        if cfg.get("mode", "estimate") == "pid":
+        if cfg.mode == "pid":
             from rine.pid import train_pid
 
             # Several trainings in one run dir: a killed pid run starts afresh.
@@ -414,25 +540,42 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
 
 
 def print_report(results: dict) -> None:
-    """What train.py prints of a run: the summary line, and the constraint warning on stderr."""
+    """What train.py prints of a run: the summary line, then on stderr each warning, naming the run."""
     print(format_summary(results), flush=True)
+    for warning in run_warnings(results):
+        print(f"warning: {results['run_dir']}: {warning}", file=sys.stderr, flush=True)
+
+
+def run_warnings(results: dict) -> list[str]:
+    """The run's warnings, most serious first: an invalid estimate, disagreeing decoders, untrusted PID atoms."""
+    found = []
+    if results.get("valid") is False:
+        found.append("INVALID ESTIMATE, do not use it: " + "; ".join(results.get("invalid_reasons") or []))
     if results.get("warning"):
-        print(f"warning: {results['warning']}", file=sys.stderr, flush=True)
+        found.append(results["warning"])
+    found += (results.get("pid") or {}).get("warnings") or []
+    return found
 
 
 def format_summary(results: dict) -> str:
-    """One line: task, β, the estimate, the exact value when known, D, and where it was written.
+    """One line: task, β (and what the constrained schedule raised it to), the estimate, the exact
+    value when known, the decoders' disagreement (mean total variation), and the run folder.
 
     mode=pid adds a second line with the atoms.
     """
-    line = f"{results['task']}  beta={results['beta']:g}  I∩ = {results['redundancy_bits']:.2f} bits"
+    beta = f"beta={results['beta']:g}"
+    if results.get("beta_schedule") == "constrained" and results.get("beta_final", 0) > results["beta"] * 1.0001:
+        beta += f"→{results['beta_final']:.3g}"
+    line = f"{results['task']}  {beta}  I∩ = {results['redundancy_bits']:.2f} bits"
+    if results.get("valid") is False:
+        line += " (INVALID: see warning)"
     truth = (results.get("reference") or {}).get("true_redundancy")
     if truth:
         low, high = truth
         exact = f"{low:.2f}" if abs(high - low) < 5e-3 else f"{low:.2f}–{high:.2f}"
         line += f"  (exact {exact})"
-    if results.get("distance") is not None:
-        line += f"  D = {results['distance']:.3f}"  # the agreement reached, beside every redundancy
+    if results.get("disagreement_tv") is not None:
+        line += f"  TV = {results['disagreement_tv']:.3f}"  # the agreement reached, beside every redundancy
     done = "  (already complete, not re-trained)" if results.get("skipped") else ""
     line = f"{line}  -> {results['run_dir']}{done}"
     if results.get("pid"):

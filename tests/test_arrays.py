@@ -46,7 +46,7 @@ def test_npz_round_trip_cli_and_api_give_the_same_estimate(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("arrays  beta=15  I∩ = ") and " D = " in proc.stdout
+    assert proc.stdout.startswith("arrays  beta=15") and " I∩ = " in proc.stdout and " TV = " in proc.stdout
     cli = json.loads((run_dir / "results.json").read_text())
     assert cli["h_y_basis"] == "empirical" and cli["data_file"] == str(data)
     assert cli["n_train"] == 1600 and cli["n_heldout"] == 400
@@ -63,9 +63,9 @@ def test_npz_round_trip_cli_and_api_give_the_same_estimate(tmp_path):
     # 95% t-interval with 1 degree of freedom: t = 12.706.
     assert high - result.bits == pytest.approx(12.706 * result.std / math.sqrt(2), rel=1e-3)
     assert len(result.usable) == 2 and all(u.bits > 0.9 for u in result.usable)
-    assert result.distance.bits < 0.02
+    assert result.disagreement.bits < 0.02
     frame = result.to_frame()
-    assert list(frame.index) == ["redundancy", "usable_x1", "usable_x2", "distance"]
+    assert list(frame.index) == ["redundancy", "usable_x1", "usable_x2", "disagreement"]
     assert list(frame.columns) == ["mean", "std", "ci_low", "ci_high", "n"]
     assert result.run_dirs is None  # temporary folder, removed
 
@@ -80,17 +80,26 @@ def test_decompose_finds_two_unique_bits_and_keeps_its_runs(tmp_path):
     assert atoms.joint.bits == pytest.approx(2.0, abs=0.05)
     assert math.isnan(atoms.redundancy.std)  # one seed: no spread
     assert list(atoms.to_frame().index) == [
-        "redundancy", "unique_x1", "unique_x2", "synergy", "joint", "usable_x1", "usable_x2", "distance"]
+        "redundancy", "unique_x1", "unique_x2", "synergy", "joint", "usable_x1", "usable_x2", "disagreement"]
     run_dir = Path(atoms.run_dirs[0])
     assert (run_dir / "pid.png").is_file() and (run_dir / "pid" / "joint").is_dir()
 
 
 def test_disagreeing_decoders_raise_a_warning(tmp_path):
     x1, x2, y = unique_bits()
-    # β = 0: nothing makes the decoders agree, and here they cannot agree.
+    # The paper's annealed β after 3 epochs is far too small to make decoders of unique bits agree.
     with pytest.warns(rine.DisagreementWarning, match="still disagree"):
-        result = rine.estimate_redundancy([x1, x2], y, beta=0, seeds=1, epochs=3)
+        result = rine.estimate_redundancy([x1, x2], y, beta=1, seeds=1, epochs=3,
+                                          overrides=["objective=paper", "model=mlp_paper"])
     assert result.results[0]["constraint_met"] is False
+
+
+def test_beta_zero_measures_usable_information_and_does_not_warn(tmp_path):
+    x1, x2, y = unique_bits()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", rine.DisagreementWarning)
+        result = rine.estimate_redundancy([x1, x2], y, beta=0, seeds=1, epochs=3)
+    assert result.results[0]["constraint_met"] is None and result.results[0]["warning"] is None
 
 
 def test_csv_column_groups_standardised_and_seeded_stratified_split(tmp_path):

@@ -17,16 +17,29 @@ GROUP_OPTIONS = [
 def test_default_config_is_rdnxor_at_beta_15_for_30_epochs():
     cfg = compose_config()
     validate_config(cfg)
-    assert (cfg.task.name, cfg.beta, cfg.beta_schedule, cfg.gamma) == ("rdnxor", 15, "annealed", 0.97)
+    assert (cfg.task.name, cfg.beta, cfg.beta_schedule, cfg.gamma) == ("rdnxor", 15, "constrained", 0.97)
     assert cfg.trainer.max_epochs == 30
-    assert cfg.distance.normalize == "classes"
+    assert (cfg.distance.normalize, cfg.distance.smoothing) == ("tv", 0.1)
+    assert cfg.model.optimizer._target_ == "torch.optim.AdamW"
+
+
+@pytest.mark.parametrize("experiment", ["table1", "table6", "figure3", "figure1_left", "figure1_right"])
+def test_paper_experiments_pin_the_papers_objective(experiment):
+    cfg = compose_config([f"experiment={experiment}"])
+    assert (cfg.beta_schedule, cfg.distance.normalize, cfg.distance.smoothing) in [("annealed", "classes", 0),
+                                                                                   ("fixed", "classes", 0)]
+    if not experiment.startswith("figure1"):
+        assert cfg.model.optimizer._target_ == "torch.optim.SGD" and list(cfg.model.decoder.hidden) == [25, 15, 10]
 
 
 @pytest.mark.parametrize("group, option", GROUP_OPTIONS, ids=[f"{g}={o}" for g, o in GROUP_OPTIONS])
 def test_every_group_option_composes(group, option):
     cfg = compose_config([f"{group}={option}"])
+    if group == "model" and cfg.model.optimizer._target_.endswith("SGD"):
+        # The paper's SGD recipes go with the paper's objective (validation refuses the constrained one).
+        cfg = compose_config([f"{group}={option}", "objective=paper"])
     validate_config(cfg)
-    assert group == "experiment" or cfg[group] is not None  # experiments are @package _global_
+    assert group in ("experiment", "objective") or cfg[group] is not None  # those two are @package _global_
 
 
 # The discrete tasks; arrays reads a user's data file (tested in test_arrays.py).

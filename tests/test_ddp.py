@@ -57,7 +57,7 @@ def test_two_gloo_processes_give_the_one_process_result(tmp_path, train_run):
     assert ddp["status"] == one["status"] == "complete"
     assert ddp["epochs"] == 3 and ddp["n_train"] == one["n_train"]
     # Same batches, gradients averaged over the two halves: the one-process numbers.
-    for key in ("redundancy_bits", "distance"):
+    for key in ("redundancy_bits", "disagreement_tv"):
         assert ddp["curve"][key] == pytest.approx(one["curve"][key], abs=1e-5)
     assert ddp["per_class_redundancy_bits"] == pytest.approx(one["per_class_redundancy_bits"], abs=1e-5)
     assert ddp["accuracy"] == pytest.approx(one["accuracy"], abs=1e-6)

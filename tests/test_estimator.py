@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from rine.estimator import BetaSchedule, RedundancyEstimator, annealed_beta, prediction_distance
+from rine.estimator import BetaSchedule, ConstraintControl, RedundancyEstimator, prediction_distance, scheduled_beta
 from rine.run import summarize
 
 
@@ -17,6 +17,7 @@ def test_distance_two_sources_by_hand():
     # Per-sample L1: 2 and 0; batch mean 1; divided by K=2: 0.5.
     assert prediction_distance(probs, "none").item() == pytest.approx(1.0)
     assert prediction_distance(probs, "classes").item() == pytest.approx(0.5)
+    assert prediction_distance(probs, "tv").item() == pytest.approx(0.5)  # ½ L1: total variation
 
 
 def test_distance_three_sources_is_the_mean_over_pairs():
@@ -37,17 +38,40 @@ def test_distance_is_zero_for_identical_predictions_and_one_source():
 
 
 def test_beta_schedule_values():
-    assert annealed_beta(15, 0, 0.97, "annealed") == 0.0
-    assert annealed_beta(15, 1, 0.97, "annealed") == pytest.approx(15 * 0.03)
-    assert annealed_beta(50, 29, 0.97, "annealed") == pytest.approx(50 * (1 - 0.97**29))
-    assert annealed_beta(50, 29, 0.97, "annealed") == pytest.approx(0.59 * 50, abs=0.2)
-    assert annealed_beta(50, 0, 0.97, "fixed") == 50.0
-    assert annealed_beta(50, 10, 1.0, "annealed") == 0.0  # gamma = 1: never switched on
+    assert scheduled_beta(15, 0, 0.97, "annealed") == 0.0
+    assert scheduled_beta(15, 1, 0.97, "annealed") == pytest.approx(15 * 0.03)
+    assert scheduled_beta(50, 29, 0.97, "annealed") == pytest.approx(50 * (1 - 0.97**29))
+    assert scheduled_beta(50, 29, 0.97, "annealed") == pytest.approx(0.59 * 50, abs=0.2)
+    assert scheduled_beta(50, 0, 0.97, "fixed") == 50.0
+    assert scheduled_beta(50, 10, 1.0, "annealed") == 0.0  # gamma = 1: never switched on (validation rejects it)
+    # constrained: the annealed ramp times the multiplier; the annealed schedule ignores it
+    assert scheduled_beta(10, 2, 0.5, "constrained", factor=3.0) == pytest.approx(10 * 0.75 * 3)
+    assert scheduled_beta(10, 2, 0.5, "annealed", factor=3.0) == pytest.approx(10 * 0.75)
+
+
+def test_constraint_control_raises_beta_only_after_start_epoch_and_above_target_up_to_the_cap():
+    control = ConstraintControl(target=0.01, growth=2.0, max_factor=5.0, start_epoch=2)
+    assert control.factor([]) == 1.0
+    assert control.factor([0.5, 0.5]) == 1.0  # epochs 0 and 1: before start_epoch
+    assert control.factor([0.5, 0.5, 0.5]) == 2.0
+    assert control.factor([0.5, 0.5, 0.5, 0.005, 0.02]) == 4.0  # the met epoch leaves it, never lowers it
+    assert control.factor([0.5] * 10) == 5.0  # capped
+
+
+def test_smoothing_is_huber_on_each_class_difference_and_leaves_far_differences_as_l1():
+    p = torch.tensor([[[0.5, 0.5]], [[0.5, 0.5]]])
+    assert prediction_distance(p, "tv", smoothing=0.2).item() == 0.0
+    near = torch.tensor([[[0.52, 0.48]], [[0.5, 0.5]]])  # |d| = 0.02 < ε = 0.2 / 2 classes
+    assert prediction_distance(near, "tv", smoothing=0.2).item() == pytest.approx(0.5 * 2 * 0.02**2 / (2 * 0.1))
+    far = torch.tensor([[[0.9, 0.1]], [[0.5, 0.5]]])  # |d| = 0.4 > ε: L1 less ε/2 per class
+    assert prediction_distance(far, "tv", smoothing=0.2).item() == pytest.approx(0.5 * 2 * (0.4 - 0.05))
+    assert prediction_distance(far, "tv").item() == pytest.approx(0.4)
 
 
 def test_beta_callback_sets_the_module_beta_each_epoch_and_checkpoints_it():
     callback = BetaSchedule(beta=10, gamma=0.5, schedule="annealed")
     module = nn.Module()
+    module.history = []
 
     class FakeTrainer:
         current_epoch = 2
@@ -74,16 +98,31 @@ def test_reported_bits_are_h_y_minus_mean_cross_entropy():
     # usable = 0 and 1 bits, redundancy = 2 - 1.5 = 0.5 bits.
     uniform = ConstantLogits([0.0, 0.0, 0.0, 0.0])
     half = ConstantLogits([math.log(3.0), 0.0, 0.0, 0.0])
-    module = RedundancyEstimator([uniform, half], h_y_bits=2.0, optimizer=torch.optim.SGD)
+    module = RedundancyEstimator([uniform, half], h_y_bits=2.0, optimizer=torch.optim.SGD,
+                                 distance_normalization="classes")
     y = torch.zeros(8, dtype=torch.long)
-    ce, distance, correct = module._evaluate([torch.zeros(8, 1), torch.zeros(8, 1)], y)
-    module._accumulate("val", ce, distance, correct, len(y))
+    module.validation_step(([torch.zeros(8, 1), torch.zeros(8, 1)], y), 0)
     metrics = module._epoch_metrics("val")
     assert metrics["val/usable_info_bits_x1"] == pytest.approx(0.0, abs=1e-6)
     assert metrics["val/usable_info_bits_x2"] == pytest.approx(1.0, abs=1e-6)
     assert metrics["val/redundancy_bits"] == pytest.approx(0.5, abs=1e-6)
-    # |(1/4,1/4,1/4,1/4) - (1/2,1/6,1/6,1/6)|_1 = 1/2, divided by K = 4.
+    # |(1/4,1/4,1/4,1/4) - (1/2,1/6,1/6,1/6)|_1 = 1/2, divided by K = 4; the disagreement is ½ L1.
     assert metrics["val/distance"] == pytest.approx(0.5 / 4, abs=1e-6)
+    assert metrics["val/disagreement_tv"] == pytest.approx(0.25, abs=1e-6)
+    # Every sample has the same CE: the held-out standard errors are 0.
+    assert metrics["val/redundancy_se_bits"] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_standard_error_of_the_heldout_mean_by_hand():
+    # One decoder, uniform over 2 classes except for its confident class 0: per-sample CE is
+    # -ln p(y): ln(1/0.8) for y = 0 and ln(1/0.2) for y = 1.
+    module = RedundancyEstimator([ConstantLogits([math.log(4.0), 0.0])], h_y_bits=1.0, optimizer=torch.optim.SGD)
+    y = torch.tensor([0, 0, 0, 1])
+    module.validation_step(([torch.zeros(4, 1)], y), 0)
+    metrics = module._epoch_metrics("val")
+    ce_bits = torch.tensor([math.log2(1 / 0.8)] * 3 + [math.log2(1 / 0.2)], dtype=torch.float64)
+    assert metrics["val/redundancy_bits"] == pytest.approx(1.0 - ce_bits.mean().item(), abs=1e-6)
+    assert metrics["val/redundancy_se_bits"] == pytest.approx((ce_bits.std(unbiased=True) / 2).item(), rel=1e-4)
 
 
 def test_to_mean_distance_equals_all_pairs_for_two_sources_and_by_hand_for_three():
