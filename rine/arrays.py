@@ -3,7 +3,9 @@
 .npz: arrays `x1`, `x2`, ..., `xn` (n >= 2; any shape, first dimension N; 1-D is one
 feature) and `y`, N integer class labels (any integers; they are renumbered 0..K-1).
 .csv: a header row; column `y`, and for source i either one column `xi` or a group of
-columns `xi_<anything>` (e.g. x1_0, x1_1, x2_a): each group becomes one flat source.
+columns `xi_<anything>` (e.g. x1_0, x1_1, x2_a): each group becomes one flat source. UTF-8
+text; a BOM (as Excel writes) and CRLF line ends are fine.
+Nothing is unpickled: an .npz holding an object array is refused.
 
 Every problem found is a RineError naming the fix, raised when the task is built, i.e.
 before a run folder is written.
@@ -11,7 +13,6 @@ before a run folder is written.
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 
 from rine.data import Split, TaskData, check_heldout_size, empirical_entropy_bits
 from rine.errors import RineError
+from rine.files import read_csv_rows
 
 SOURCE_KEY = re.compile(r"x([1-9][0-9]*)")
 CSV_COLUMN = re.compile(r"x([1-9][0-9]*)(?:_.+)?")
@@ -34,12 +36,56 @@ def _check_source_names(names: list[str], where: str) -> None:
         raise RineError(f"{where}: found {len(numbers)} source(s); a redundancy needs at least two (x1, x2)")
 
 
+NPZ_FIX = "save the data with numpy.savez(path, x1=..., x2=..., y=...)"
+
+
+def _npz_problem(path: Path) -> str | None:
+    """Why the file cannot be an .npz, from its first bytes (numpy's own error for these
+    would be advice about allow_pickle)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(6)
+    except OSError as error:
+        raise RineError(f"{path}: cannot be read ({error.strerror or type(error).__name__})") from None
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"\x93NUMPY"):
+        return "a single .npy array, not an .npz archive of x1, x2, ..., y"
+    if not head.startswith(b"PK"):  # every zip archive, hence every .npz, starts so
+        return "not an .npz file (no zip archive inside)"
+    return None
+
+
 def load_npz(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    """Sources and labels of an .npz file, never unpickled (allow_pickle=False).
+
+    Raises RineError "<path>: ..." for a file that is no .npz (a renamed .npy, other bytes), a
+    damaged or truncated archive, an object array (it would need unpickling), or misnamed arrays.
+    """
+    problem = _npz_problem(path)
+    if problem:
+        raise RineError(f"{path}: {problem}; {NPZ_FIX}")
+    arrays = {}
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as error:
-        raise RineError(f"{path}: not a readable .npz file ({error}); save it with numpy.savez(path, x1=..., x2=..., y=...)") from None
+            for key in npz.files:
+                try:
+                    arrays[key] = npz[key]
+                except ValueError as error:
+                    if "allow_pickle" not in str(error):
+                        raise
+                    raise RineError(
+                        f"{path}: array {key} holds Python objects (dtype=object), which rine never unpickles; "
+                        f"convert it to numbers (e.g. numpy.asarray(..., dtype=float)) and {NPZ_FIX}"
+                    ) from None
+                if not isinstance(arrays[key], np.ndarray):  # a zip member that is no .npy array
+                    raise RineError(f"{path}: {key} is not a numpy array; {NPZ_FIX}")
+    except RineError:
+        raise
+    except Exception as error:  # zipfile, zlib and numpy's format errors: the archive is damaged
+        raise RineError(
+            f"{path}: a damaged or truncated .npz archive ({type(error).__name__}); {NPZ_FIX}"
+        ) from None
     if "y" not in arrays:
         raise RineError(f"{path}: no array named y; save the labels as y (numpy.savez(path, x1=..., x2=..., y=...))")
     names = [k for k in arrays if k != "y"]
@@ -51,8 +97,7 @@ def load_npz(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 def load_csv(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
-    with path.open(newline="") as f:
-        rows = [row for row in csv.reader(f) if row and any(c.strip() for c in row)]
+    rows = read_csv_rows(path)
     if not rows:
         raise RineError(f"{path}: the file is empty; expected a header (x1..., x2..., y) and one row per sample")
     header = [h.strip() for h in rows[0]]
@@ -83,6 +128,8 @@ def load_csv(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
 def load_arrays(data_file: str | Path) -> tuple[list[np.ndarray], np.ndarray]:
     """Sources and labels from an .npz or .csv file, unchecked."""
     path = Path(data_file).expanduser()
+    if path.is_dir():
+        raise RineError(f"{path}: is a folder, not a file; give the path of an .npz or .csv file")
     if not path.is_file():
         raise RineError(f"data file not found: {str(data_file)!r}; give the path of an .npz or .csv file")
     if path.suffix == ".npz":
@@ -101,6 +148,8 @@ def check_arrays(sources: list, y, where: str = "data") -> tuple[list[np.ndarray
         y = y[:, 0]
     if y.ndim != 1:
         raise RineError(f"{where}: y has shape {y.shape}; give one integer label per sample (shape [N])")
+    if len(y) == 0:
+        raise RineError(f"{where}: no samples (y has 0 rows); give one row per sample in every source and in y")
     if y.dtype.kind not in "biuf":
         raise RineError(f"{where}: labels y have type {y.dtype}; give integer class labels (e.g. numpy.unique(y, return_inverse=True)[1])")
     if y.dtype.kind == "f":

@@ -9,9 +9,9 @@ The CPU path is the same code.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +20,13 @@ from torch import nn
 
 from rine.data import Split, TaskData, empirical_entropy_bits
 from rine.errors import RineError
+from rine.unpickle import UnpickleRefused, load_plain_pickle
 
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 CIFAR_TEST_FILE = "test_batch"
 CIFAR_META_FILE = "batches.meta"
+CIFAR_MAX_BYTES = 256 * 2**20  # larger files are refused unread; an official batch file is 31 MB
 CIFAR_VIEWS = ("crop", "channels", "freq")
 CROP_MODES = ("crop", "mask")
 
@@ -120,10 +122,79 @@ def check_width(width, full_width: int) -> None:
         )
 
 
-def _unpickle(path: Path) -> dict:
-    # latin1 reads the official (Python 2) pickles; no checksum, so re-packed copies work.
-    with path.open("rb") as f:
-        return pickle.load(f, encoding="latin1")
+def _not_cifar(path: Path, reason: str) -> RineError:
+    return RineError(
+        f"{path}: not a CIFAR-10 batch file ({reason}); replace {path.parent}/ with the folder unpacked "
+        "from the official cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html)"
+    )
+
+
+def _read_cifar_pickle(path: Path):
+    """The object in one CIFAR-10 file, read by load_plain_pickle; RineError for anything unreadable."""
+    try:
+        if path.stat().st_size > CIFAR_MAX_BYTES:
+            raise _not_cifar(path, f"{path.stat().st_size / 2**20:.0f} MB, larger than any CIFAR-10 file")
+        return load_plain_pickle(path.read_bytes())
+    except UnpickleRefused as error:
+        raise _not_cifar(path, str(error)) from None
+    except OSError as error:
+        raise RineError(f"{path}: cannot be read ({error.strerror or type(error).__name__})") from None
+    except RineError:
+        raise
+    except Exception as error:  # whatever bytes made the unpickler raise, the file is no CIFAR
+        raise _not_cifar(path, f"unreadable pickle data ({type(error).__name__})") from None
+
+
+def _str_keys(obj, path: Path, what: str) -> dict:
+    if not isinstance(obj, dict):
+        raise _not_cifar(path, f"holds a {type(obj).__name__}, not the dict of {what}")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _cifar_labels(labels, n: int, path: Path) -> np.ndarray:
+    """The 'labels' entry as int64 [n] in 0..9 (the official files hold a list of int)."""
+    if isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.dtype.kind in "iu":
+        values = labels.tolist()
+    elif isinstance(labels, (list, tuple)) and all(type(v) is int for v in labels):
+        values = labels
+    else:
+        raise _not_cifar(path, "'labels' is not a list of integers")
+    if len(values) != n:
+        raise _not_cifar(path, f"{len(values)} labels for {n} images")
+    outside = next((v for v in values if not 0 <= v <= 9), None)
+    if outside is not None:
+        raise _not_cifar(path, f"a label outside 0..9: {str(outside)[:20]}")
+    return np.array(values, dtype=np.int64)
+
+
+def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images uint8 [N, 3, 32, 32] and labels int64 [N] (in 0..9) of one official batch file.
+
+    The structure is checked in full ('data' uint8 [N, 3072], 'labels' N integers in 0..9),
+    so a wrong file is refused whole, never half used. Raises RineError.
+    """
+    path = Path(path)
+    batch = _str_keys(_read_cifar_pickle(path), path, "'data' and 'labels'")
+    data = batch.get("data")
+    if not isinstance(data, np.ndarray):
+        raise _not_cifar(path, "no 'data' array")
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[0] == 0 or data.shape[1] != 3 * 32 * 32:
+        raise _not_cifar(path, f"'data' is {data.dtype} {list(data.shape)}, not uint8 [N, 3072]")
+    if "labels" not in batch:
+        hint = ", only 'fine_labels': CIFAR-100?" if "fine_labels" in batch else ""
+        raise _not_cifar(path, f"no 'labels'{hint}")
+    labels = _cifar_labels(batch["labels"], len(data), path)
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def read_cifar_meta(path: str | Path) -> list[str]:
+    """The 10 class names of batches.meta ('label_names'). Raises RineError."""
+    path = Path(path)
+    meta = _str_keys(_read_cifar_pickle(path), path, "'label_names'")
+    names = meta.get("label_names")
+    if not isinstance(names, (list, tuple)) or len(names) != 10 or not all(isinstance(n, (str, bytes)) for n in names):
+        raise _not_cifar(path, "no 'label_names' list of 10 class names")
+    return [n.decode("latin1") if isinstance(n, bytes) else n for n in names]
 
 
 def require_cifar10(data_dir: str | Path) -> None:
@@ -138,28 +209,69 @@ def require_cifar10(data_dir: str | Path) -> None:
         )
 
 
+def download_cifar10(data_dir: str | Path) -> None:
+    """Fetch and unpack the official archive into data_dir with torchvision's MD5-checked downloader.
+
+    Only the archive is handled here (torchvision's CIFAR10 dataset would also unpickle the
+    batches with plain pickle). Raises RineError in one line when that fails (no network, an
+    interrupted or corrupt download, whose partial archive is removed, or an archive that does
+    not unpack), saying where to put the files by hand.
+    """
+    import http.client
+    import urllib.error
+
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity, download_and_extract_archive
+
+    data_dir = Path(data_dir)
+    archive = data_dir / CIFAR10.filename
+    try:
+        download_and_extract_archive(CIFAR10.url, str(data_dir), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
+        return
+    except Exception as error:  # urllib, socket, http.client, tarfile, torchvision's MD5 check
+        failure = error
+    reason = " ".join(str(getattr(failure, "reason", None) or failure).split())[:160] or type(failure).__name__
+    if isinstance(failure, (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)):
+        reason += "; no network?"
+    complete = False
+    with contextlib.suppress(OSError):
+        complete = check_integrity(str(archive), CIFAR10.tgz_md5)
+        if archive.is_file() and not complete:
+            archive.unlink()  # an interrupted download: a later attempt must not mistake it for the data
+            reason += f"; removed the incomplete {archive.name}"
+    what = f"unpacking {archive}" if complete else f"downloading CIFAR-10 from {CIFAR10.url}"
+    raise RineError(
+        f"{what} failed ({reason}); put the official cifar-10-python.tar.gz, unpacked, so that "
+        f"{data_dir / CIFAR_DIR}/ holds data_batch_1..5, test_batch and batches.meta (or point "
+        "task.data_dir / $RINE_DATA at a folder holding cifar-10-batches-py/), and run without task.download"
+    )
+
+
 def load_cifar10(data_dir: str | Path, download: bool = False):
-    """(train images, train labels, test images, test labels, class names); images uint8 [N, 3, 32, 32]."""
+    """(train images, train labels, test images, test labels, class names); images uint8 [N, 3, 32, 32].
+
+    The official python version's files, read with load_plain_pickle (nothing in them is run) and
+    checked in full. Raises RineError for missing files, a failed download or a file that is
+    not a CIFAR-10 batch file.
+    """
     data_dir = Path(data_dir)
     folder = data_dir / CIFAR_DIR
     if download:
         try:
             require_cifar10(data_dir)
         except RineError:
-            import torchvision
-
-            torchvision.datasets.CIFAR10(str(data_dir), train=True, download=True)
+            download_cifar10(data_dir)
     require_cifar10(data_dir)
 
     def read(names):
-        batches = [_unpickle(folder / name) for name in names]
-        images = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
-        labels = np.concatenate([np.asarray(b["labels"], dtype=np.int64) for b in batches])
-        return torch.from_numpy(images.reshape(-1, 3, 32, 32)), torch.from_numpy(labels)
+        batches = [read_cifar_batch(folder / name) for name in names]
+        images = np.concatenate([images for images, _ in batches])
+        labels = np.concatenate([labels for _, labels in batches])
+        return torch.from_numpy(images), torch.from_numpy(labels)
 
     train_x, train_y = read(CIFAR_TRAIN_FILES)
     test_x, test_y = read([CIFAR_TEST_FILE])
-    return train_x, train_y, test_x, test_y, list(_unpickle(folder / CIFAR_META_FILE)["label_names"])
+    return train_x, train_y, test_x, test_y, read_cifar_meta(folder / CIFAR_META_FILE)
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:

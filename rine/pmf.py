@@ -1,12 +1,12 @@
 """Finite joint distributions p(x1, ..., xn, y) read from CSV, their exact measures, sampling.
 
 CSV format: one column per source named x1..xn, a target column y, and a probability
-column p (decimals or fractions such as 1/8). Symbols are arbitrary strings.
+column p (decimals or fractions such as 1/8). Symbols are arbitrary strings. The file is
+UTF-8 text (a BOM, as Excel writes, and CRLF line ends are fine); lines starting with # are comments.
 """
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rine.errors import RineError
+from rine.files import read_csv_rows
 from rine.info import entropy_bits, gacs_korner_redundancy_bits, marginal, mutual_information_bits
 
 SHIPPED_DIR = Path(__file__).parent / "pmfs"
@@ -63,6 +64,8 @@ def resolve_pmf_path(name_or_path: str) -> Path:
     if shipped.is_file():
         return shipped
     path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        raise RineError(f"{path}: is a folder, not a file; give the path of a CSV file (columns x1..xn, y, p)")
     if not path.is_file():
         names = ", ".join(sorted(p.stem for p in SHIPPED_DIR.glob("*.csv")))
         raise RineError(
@@ -83,8 +86,7 @@ def _parse_probability(text: str, where: str) -> Fraction:
 
 def load_pmf(name_or_path: str) -> JointPmf:
     path = resolve_pmf_path(name_or_path)
-    with path.open(newline="") as f:
-        rows = list(csv.reader(row for row in f if row.strip() and not row.lstrip().startswith("#")))
+    rows = read_csv_rows(path, skip_comments=True)
     if not rows:
         raise RineError(f"{path}: the file is empty; expected a header x1,x2,...,y,p and one row per outcome")
     header = [h.strip() for h in rows[0]]
