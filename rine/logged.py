@@ -23,7 +23,6 @@ import pandas as pd
 
 from rine.errors import RineError
 from rine.run import RESULTS_FILE, compose_config
-from rine.stats import format_mean_std, mean_std  # noqa: F401  (the scripts' one convention for spread)
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = Path("csv") / "metrics.csv"
@@ -167,6 +166,8 @@ def settings_of(run: dict) -> dict:
 
 
 def _show(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "(none)"  # a setting this run did not record
     if isinstance(value, float) and value.is_integer():
         return f"{value:g}"
     return str(value)
@@ -331,7 +332,8 @@ def save_figure_atomic(fig, path_without_suffix: str | Path) -> list[Path]:
 
 
 def check_out_dir(out: str | Path) -> Path:
-    """--out of a script: a folder (made if missing); RineError if it is an existing file."""
+    """--out of a script, checked before anything is written: RineError if it names an
+    existing file (a missing folder is made when the first output is written)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RineError(f"--out {out} is a file; give a folder for the outputs")

@@ -48,11 +48,11 @@ MEASURE_LABELS = {"i_gh": ("I_GH", r"$I_\cap^{\mathrm{GH}}$"), "i_broja": ("I_BR
                   "i_mmi": ("I_MMI", r"$I_\cap^{\mathrm{MMI}}$"), "i_min": ("I_min", r"$I_{\min}$"),
                   "i_prec": ("I^≺", r"$I_\cap^{\prec}$")}
 EXACT_LABELS = {"True": ("True", "True"), "I∧": ("I∧", r"$I_\cap^{\wedge}$"), **MEASURE_LABELS}
-# (Markdown, LaTeX): the same notes under both.
+# (Markdown, LaTeX): the same notes under both; {n}: the experiment's report.last_epochs.
 FOOTNOTES = [
-    ("I^V: this repo's RINE estimate on the held-out split (mean of the last 5 epochs), mean ± std over seeds "
+    ("I^V: this repo's RINE estimate on the held-out split (mean of the last {n} epochs), mean ± std over seeds "
      "(n seeds; one seed shows no spread) and the 95% Student-t confidence interval of the mean.",
-     r"$I_\cap^{\mathcal{V}}$: this repo's RINE estimate on the held-out split (mean of the last 5 epochs), "
+     r"$I_\cap^{{\mathcal{{V}}}}$: this repo's RINE estimate on the held-out split (mean of the last {n} epochs), "
      r"mean $\pm$ std over seeds ($n$ seeds; one seed shows no spread) and the 95\% Student-$t$ confidence "
      r"interval of the mean. Paper: the values printed in the paper."),
     ("I_GH and the other dit measures are dit 2.3's values (PID_GH seeded); the paper's Table 1 prints "
@@ -202,7 +202,8 @@ def main() -> None:
               f"{len(left_out)} run(s) under the runs folder were not averaged (other settings, copies, "
               r"failed, unfinished or invalid runs); \texttt{make\_tables.py} lists each with the reason.")] if left_out else []
     for name, (tasks, betas) in tables.items():
-        notes = FOOTNOTES + extra
+        last = sweeps[name][0].get("report.last_epochs")
+        notes = [(FOOTNOTES[0][0].format(n=last), FOOTNOTES[0][1].format(n=last)), *FOOTNOTES[1:], *extra]
         display, numbers = build_table(averaged[name], tasks, betas, exact)
         at = ", ".join(f"{b:g}" for b in betas)
         title = f"Table {name[5:]}: redundancy on the canonical tasks (bits), β = {at}"
