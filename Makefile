@@ -29,7 +29,7 @@ test: $(INSTALLED)  ## Run the test suite (CPU, seeded, W&B disabled)
 bench: $(INSTALLED)  ## Time the Table 6 grid on this machine (scripts/bench_canonical.py)
 	$(PYTHON) scripts/bench_canonical.py $(ARGS)
 
-paper-figures: $(INSTALLED)  ## Tables 1/6 and Figure 3 (trains missing canonical runs; reuses complete ones)
+paper-figures: $(INSTALLED)  ## Tables 1/6, Figures 3 and 4 (trains missing canonical runs; reuses complete ones)
 	$(PYTHON) scripts/paper_figures.py
 
 reference-values: $(INSTALLED)  ## Recompute the cached dit measures of the canonical tasks (slow: minutes)

@@ -6,7 +6,7 @@ CLI gives for the same data, seed and overrides.
 
 Figures over seeds are Estimates: the mean, the sample std (ddof=1) and a two-sided
 Student-t confidence interval for the mean (95% by default), mean ± t_{n−1} · std / √n.
-With one seed the std and the interval are NaN.
+With one seed the std and the interval are NaN, and an Estimate prints as '0.973 bits (n=1)'.
 """
 
 from __future__ import annotations
@@ -65,9 +65,10 @@ class Estimate:
         return self.bits
 
     def __repr__(self) -> str:
-        low, high = self.ci
-        unit = f" {self.unit}" if self.unit else ""
-        return f"{self.bits:.3f} ± {self.std:.3f}{unit} ({self.level:.0%} CI {low:.3f} to {high:.3f}, n={self.n})"
+        from rine.stats import format_mean_std
+
+        # The tables' and plots' convention: '0.973 ± 0.004 bits (n=5), 95% CI [...]', or '0.973 bits (n=1)'.
+        return format_mean_std(self.per_seed, unit=self.unit, level=self.level)
 
     def row(self, name: str) -> dict:
         low, high = self.ci

@@ -64,12 +64,13 @@ def quiet_framework_output() -> None:
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=Warning)
 
 
-def compose_config(overrides: list[str] | None = None) -> DictConfig:
-    """The config train.py would see for these overrides (for scripts, tests, notebooks)."""
+def compose_config(overrides: list[str] | None = None, return_hydra_config: bool = False) -> DictConfig:
+    """The config train.py would see for these overrides (for scripts, tests, notebooks);
+    with return_hydra_config, also its `hydra` node (e.g. an experiment's sweep params)."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides or []))
+        return compose(config_name="train", overrides=list(overrides or []), return_hydra_config=return_hydra_config)
 
 
 def build(config, **kwargs):

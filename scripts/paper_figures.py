@@ -5,8 +5,9 @@
 Canonical-task sweeps (Tables 1 and 6, Figure 3 on RDNXOR) are trained when missing by
 `python train.py experiment=<name>`, whose default launcher trains each task's runs as one
 batched computation (rine.batched): about a minute on a CPU. Runs already complete are
-reused, so a second call trains nothing. Figures whose runs need CIFAR-10 or a GPU are drawn if
-their runs exist; otherwise the exact command that produces them is printed.
+reused, so a second call trains nothing. Figure 4 (the views of an image) is drawn from
+CIFAR-10 when data/ holds it, else from the bundled digits. Figures whose runs need CIFAR-10
+or a GPU are drawn if their runs exist; otherwise the exact command that produces them is printed.
 Outputs (PNG, PDF, Markdown, LaTeX, CSV) go to one folder, default outputs/paper/figures.
 """
 
@@ -25,6 +26,8 @@ CANONICAL = [
     ("table6", "outputs/paper/canonical", [["scripts/make_tables.py", "--runs", "outputs/paper/canonical"]]),
     ("figure3", "outputs/paper/figure3", [["scripts/plot_figure3.py", "--runs", "outputs/paper/figure3"]]),
 ]
+# No training: the views of one image (CIFAR-10 if present, else the bundled digits).
+VIEWS = [["scripts/plot_views.py"]]
 # Need CIFAR-10 (and in practice a GPU): drawn only from runs that exist.
 IMAGE = [
     ("figure1_left", "outputs/paper/figure1_left", [["scripts/plot_figure1.py", "left", "--runs", "outputs/paper/figure1_left"]]),
@@ -58,6 +61,7 @@ def main() -> None:
     for experiment, _, scripts in CANONICAL:
         train_missing(experiment)
         draw(scripts, args.out)
+    draw(VIEWS, args.out)
 
     for experiment, runs, scripts in IMAGE:
         command = f"python train.py experiment={experiment}"

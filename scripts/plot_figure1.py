@@ -3,15 +3,20 @@
     python scripts/plot_figure1.py left  [--runs DIR] [--out DIR] [--task NAME]
     python scripts/plot_figure1.py right [--runs DIR] [--out DIR]
 
-left: held-out redundancy vs crop width, one line per beta, mean ± std over seeds (error
-bars). Reads `python train.py experiment=figure1_left` (default outputs/paper/figure1_left),
-or the digits runs of `experiment=digits_crop_sweep` with --runs outputs/paper/digits_crop.
-right: a heat map of per-class redundancy (mean over seeds), one row per decomposition
-(task), one column per class. Reads `experiment=figure1_right` (outputs/paper/figure1_right).
-Writes figure1_left.{png,pdf} or figure1_right.{png,pdf} and prints the values it drew.
+left: held-out redundancy vs crop width, one line per beta (and per any other setting
+that differs between the runs), mean ± std over seeds (error bars). Reads `python train.py
+experiment=figure1_left` (default outputs/paper/figure1_left), or the digits runs of
+`experiment=digits_crop_sweep` with --runs outputs/paper/digits_crop.
+right: a heat map of per-class redundancy, one row per view (task) and per any other
+setting that differs between the runs (e.g. each crop width of a width sweep), one column
+per class, each cell the mean over that row's seeds; the colour scale runs from 0 to H(Y),
+the most a redundancy can be. Reads `experiment=figure1_right` (outputs/paper/figure1_right).
+Writes figure1_left.{png,pdf} or figure1_right.{png,pdf} and prints the values it drew,
+with n = the number of seeds averaged.
 """
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -24,52 +29,99 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rine.logged import load_results, save_figure_atomic  # noqa: E402
+from rine.errors import RineError  # noqa: E402
+from rine.logged import check_out_dir, describe_settings, load_results, save_figure_atomic, setting_groups  # noqa: E402
+from rine.stats import format_mean_std, mean_std  # noqa: E402
 
 EXPERIMENTS = {"left": "figure1_left", "right": "figure1_right"}
-ROW_LABELS = {"cifar_channels": "channels (R vs B)", "cifar_crop": "crops", "cifar_freq": "frequencies (low vs high)"}
+ROW_LABELS = {"cifar_channels": "channels (R vs B)", "cifar_crop": "crops", "digits_crop": "crops",
+              "cifar_freq": "frequencies (low vs high)"}
 
 
-def draw_left(runs, task_label: str):
+def repeated_seeds(runs) -> str:
+    counts = runs["seed"].value_counts()
+    repeated = counts[counts > 1]
+    return ", ".join(f"seed {s} x{c}" for s, c in repeated.items())
+
+
+def draw_left(runs, task: str):
     fig, ax = plt.subplots(figsize=(5, 3.8))
-    lines = []
-    for beta, chosen in sorted(runs.groupby("beta"), key=lambda item: item[0]):
-        stats = chosen.groupby("width")["redundancy_bits"].agg(["mean", "std", "count"]).sort_index()
-        std = stats["std"].fillna(0.0)  # one seed: no error bar
-        ax.errorbar(stats.index, stats["mean"], yerr=std, marker="o", capsize=3, label=f"β = {beta:g}")
-        for width, row in stats.iterrows():
-            lines.append(f"  beta={beta:g} width={width:g}: {row['mean']:.3f} ± {std[width]:.3f} bits (n={row['count']:g})")
+    lines = ["held-out redundancy (mean of the last epochs), mean ± std over seeds; n = seeds averaged per point"]
+    for named, chosen in setting_groups(runs, leave_out=("width", "task.width")):
+        label = describe_settings(named, legend=True) or task
+        console = describe_settings(named)
+        widths = sorted(chosen["width"].unique())
+        means, stds = [], []
+        for width in widths:
+            values = chosen.loc[chosen["width"] == width, "redundancy_bits"]
+            mean, std, n = mean_std(values)
+            means.append(mean)
+            stds.append(0.0 if math.isnan(std) else std)  # one seed: no error bar
+            point = " ".join(filter(None, [console, f"width={width:g}"]))
+            lines.append(f"  {point}: {format_mean_std(values, unit='bits', ci=False)}")
+            if repeated_seeds(chosen[chosen["width"] == width]):
+                lines.append(f"    note: repeated runs ({repeated_seeds(chosen[chosen['width'] == width])}) count in n")
+        ax.errorbar(widths, means, yerr=stds, marker="o", capsize=3, label=label)
+    n_seeds = runs.groupby(["width"])["seed"].nunique()
     ax.set(xlabel="crop width (columns per view)", ylabel="redundant information (bits)",
-           title=f"{task_label}: redundancy vs crop overlap")
+           title=f"{task}: redundancy vs crop overlap")
     ax.legend()
+    seeds = f"{n_seeds.min()}" if n_seeds.min() == n_seeds.max() else f"{n_seeds.min()}–{n_seeds.max()}"
+    fig.text(0.01, -0.02, f"Points: mean over {seeds} seed(s) of each run's held-out redundancy; "
+             "error bars: ± 1 std over seeds (none for one seed).", fontsize=7, ha="left", va="top", wrap=True)
     fig.tight_layout()
     return fig, lines
 
 
+def row_label(task: str, named: dict, chosen) -> str:
+    """'crops (width 16)', 'channels (R vs B)', then any other setting that differs ('β = 5')."""
+    label = ROW_LABELS.get(task, task)
+    if task.endswith("_crop"):
+        label = f"{label} (width {chosen['width'].iloc[0]:g})"  # one width per row: width is grouped on
+    extra = describe_settings(named, skip=("task", "width"), legend=True)  # only crops use the width
+    return f"{label}, {extra}" if extra else label
+
+
 def draw_right(runs):
-    rows, labels, lines = [], [], []
-    class_names = None
-    for task, chosen in sorted(runs.groupby("task"), key=lambda item: item[0]):
+    rows, labels = [], []
+    lines = ["per-class redundancy, mean over seeds; n = seeds averaged per row"]
+    class_names = list(runs["class_names"].iloc[0])
+    for named, chosen in setting_groups(runs):
+        task = chosen["task"].iloc[0]
         per_class = np.array([[np.nan if v is None else v for v in values]
                               for values in chosen["per_class_redundancy_bits"]], dtype=float)
-        mean = np.nanmean(per_class, axis=0) if np.isfinite(per_class).any() else per_class[0]
+        with np.errstate(all="ignore"):
+            # A class absent from every run's held-out split stays NaN (drawn as '–').
+            mean = np.array([np.nan if np.isnan(col).all() else np.nanmean(col) for col in per_class.T])
+        label = row_label(task, named, chosen)
         rows.append(mean)
-        label = ROW_LABELS.get(task, task)
-        if task == "cifar_crop" and chosen["width"].nunique() == 1:
-            label = f"crops (width {chosen['width'].iloc[0]:g})"
         labels.append(f"{label} (n={len(chosen)})")
-        class_names = class_names or chosen["class_names"].iloc[0]
-        lines.append(f"  {label}: " + ", ".join(f"{c}={v:.2f}" for c, v in zip(class_names, mean)))
+        lines.append(f"  {label} (n={len(chosen)}): " + ", ".join(f"{c}={v:.2f}" for c, v in zip(class_names, mean)))
+        if repeated_seeds(chosen):
+            lines.append(f"    note: repeated runs ({repeated_seeds(chosen)}) count in n")
     grid = np.array(rows)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * grid.shape[1], 1.2 + 0.6 * len(rows)))
-    image = ax.imshow(grid, cmap="viridis", aspect="auto")
+    # From 0 (or the lowest value, if negative) to H(Y), the most a redundancy can be: a
+    # colour range fitted to the data would make differences of a few hundredths look large.
+    if "h_y_bits" in runs and runs["h_y_bits"].notna().any():
+        top = float(runs["h_y_bits"].max())
+    else:
+        top = math.log2(len(class_names))
+    low = min(0.0, float(np.nanmin(grid))) if np.isfinite(grid).any() else 0.0
+    norm = matplotlib.colors.Normalize(vmin=low, vmax=max(top, float(np.nanmax(grid)) if np.isfinite(grid).any() else top))
+    fig, ax = plt.subplots(figsize=(1.6 + 0.75 * grid.shape[1], 1.6 + 0.6 * len(rows)))
+    image = ax.imshow(grid, cmap="viridis", norm=norm, aspect="auto")
     for (i, j), value in np.ndenumerate(grid):
         text = "–" if not np.isfinite(value) else f"{value:.2f}"
-        ax.text(j, i, text, ha="center", va="center", color="white" if value < np.nanmean(grid) else "black", fontsize=8)
+        dark = not np.isfinite(value) or norm(value) < 0.6
+        ax.text(j, i, text, ha="center", va="center", color="white" if dark else "black", fontsize=8)
     ax.set_xticks(range(grid.shape[1]), class_names, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), labels)
-    fig.colorbar(image, ax=ax, label="redundant information (bits)")
-    ax.set_title("per-class redundancy, β = " + ", ".join(f"{b:g}" for b in sorted(runs["beta"].unique())))
+    fig.colorbar(image, ax=ax, label=f"redundant information (bits; 0 to H(Y) = {top:.2f})")
+    constant_beta = "beta" not in {k for named, _ in setting_groups(runs) for k in named}
+    title = "per-class redundancy, mean over n seeds"
+    if constant_beta:
+        title += ", β = " + ", ".join(f"{b:g}" for b in sorted(runs["beta"].unique()))
+    ax.set_title(title)
     fig.tight_layout()
     return fig, lines
 
@@ -83,29 +135,35 @@ def main() -> None:
     args = parser.parse_args()
     experiment = EXPERIMENTS[args.panel]
     runs_dir = args.runs or str(ROOT / "outputs" / "paper" / experiment)
-
-    runs, problems = load_results(runs_dir)
+    hint = f"run: python train.py experiment={experiment}"
+    try:
+        out = check_out_dir(args.out)
+        runs, problems = load_results(runs_dir)
+    except RineError as error:
+        sys.exit(f"error: {error}; {hint}")
     for run_dir, reason in problems:
         print(f"  left out: {run_dir}: {reason}")
     if runs.empty:
-        sys.exit(f"error: no complete runs under {runs_dir}; run: python train.py experiment={experiment}")
+        sys.exit(f"error: no usable runs under {runs_dir}; {hint}")
 
     if args.panel == "left":
-        runs = runs[runs["width"].notna()]
-        tasks = sorted(runs["task"].unique())
+        runs = runs[runs["width"].notna()] if "width" in runs else runs.iloc[0:0]
+        tasks = sorted(runs["task"].unique()) if len(runs) else []
         if not tasks:
-            sys.exit(f"error: no crop runs (with a width) under {runs_dir}; run: python train.py experiment={experiment}")
+            sys.exit(f"error: no crop runs (with a width) under {runs_dir}; {hint}")
         task = args.task or tasks[0]
+        if task not in tasks:
+            sys.exit(f"error: no runs of task {task} under {runs_dir}; found: {', '.join(tasks)}")
         if args.task is None and len(tasks) > 1:
             print(f"several tasks under {runs_dir} ({', '.join(tasks)}); plotting {task} (choose with --task)")
         fig, lines = draw_left(runs[runs["task"] == task], task)
     else:
-        runs = runs[runs["per_class_redundancy_bits"].notna()]
+        runs = runs[runs["per_class_redundancy_bits"].notna()] if "per_class_redundancy_bits" in runs else runs.iloc[0:0]
         if runs.empty:
-            sys.exit(f"error: no runs with per-class results under {runs_dir}; run: python train.py experiment={experiment}")
+            sys.exit(f"error: no runs with per-class results under {runs_dir}; {hint}")
         fig, lines = draw_right(runs)
     print("\n".join(lines))
-    written = save_figure_atomic(fig, Path(args.out) / experiment)
+    written = save_figure_atomic(fig, out / experiment)
     print("-> " + ", ".join(map(str, written)))
 
 

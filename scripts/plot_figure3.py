@@ -2,13 +2,19 @@
 
     python scripts/plot_figure3.py [--runs DIR] [--out DIR] [--task NAME]
 
-Left: the held-out redundancy per epoch under each schedule (mean ± std over seeds).
-Right: the final held-out distance term D of each schedule. Reads the runs of
-`python train.py experiment=figure3` (default outputs/paper/figure3); works for a
-canonical task on a CPU and for the CIFAR-10 tasks alike. Writes figure3.png and .pdf.
+Left: the held-out redundancy per epoch under each schedule (one line per schedule, and
+per any other setting that differs between the runs), with the true redundancy when the
+task has one. Right: the disagreement between the decoders per epoch: the mean total
+variation (`val/disagreement_tv`) when the runs logged it, else the distance term D
+(`val/distance`). Lines are means over seeds with a ± 1 std band; the shaded epochs are the
+last N whose mean is the reported figure (`report.last_epochs`), and the markers at the
+right with error bars are that figure, mean ± 1 std over seeds, as printed on the console.
+Reads the runs of `python train.py experiment=figure3` (default outputs/paper/figure3);
+works for a canonical task on a CPU and for the CIFAR-10 tasks alike. Writes figure3.png and .pdf.
 """
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -20,9 +26,42 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rine.logged import load_curves, load_results, save_figure_atomic  # noqa: E402
+from rine.errors import RineError  # noqa: E402
+from rine.logged import (  # noqa: E402
+    check_out_dir, describe_settings, last_epochs, load_curves, load_results, save_figure_atomic, setting_groups)
+from rine.stats import format_mean_std, mean_std  # noqa: E402
 
-SCHEDULES = {"annealed": ("annealed β", "tab:blue"), "fixed": ("fixed β", "tab:red")}
+COLORS = {"annealed": "tab:blue", "fixed": "tab:red"}
+# (results.json key, metrics.csv column, axis label) of the disagreement, preferred first.
+DISAGREEMENTS = [("disagreement_tv", "val/disagreement_tv", "mean total variation between decoders"),
+                 ("distance", "val/distance", "distance term D")]
+
+
+def disagreement_of(runs, curves) -> tuple[str, str, str]:
+    """The disagreement every run logged: total variation when all have it, else D."""
+    for key, column, label in DISAGREEMENTS:
+        if key in runs and runs[key].notna().all() and column in curves and curves[column].notna().any():
+            return key, column, label
+    raise RineError("the runs logged no disagreement (val/disagreement_tv or val/distance in csv/metrics.csv)")
+
+
+def true_redundancy(runs) -> tuple[float, float] | None:
+    for reference in runs.get("reference", []):
+        if isinstance(reference, dict) and reference.get("true_redundancy"):
+            low, high = reference["true_redundancy"]
+            return float(low), float(high)
+    return None
+
+
+def draw_panel(ax, curves, chosen, column: str, key: str, color: str, label: str) -> None:
+    """Mean ± std over seeds per epoch, and the reported figure (results.json `key`) at the right."""
+    by_epoch = curves.groupby("epoch")[column]
+    mean, std = by_epoch.mean(), by_epoch.std().fillna(0)  # one seed: no band
+    ax.plot(mean.index, mean.values, color=color, label=label)
+    ax.fill_between(mean.index, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+    reported, spread, _ = mean_std(chosen[key])
+    ax.errorbar([mean.index.max() + 1.5], [reported], yerr=[0 if math.isnan(spread) else spread],
+                color=color, marker="D", capsize=3, markersize=4)
 
 
 def main() -> None:
@@ -31,42 +70,77 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "outputs" / "paper" / "figures"))
     parser.add_argument("--task", default=None, help="plot this task's runs (default: the only task present)")
     args = parser.parse_args()
-
-    runs, problems = load_results(args.runs)
+    hint = "run: python train.py experiment=figure3"
+    try:
+        out = check_out_dir(args.out)
+        runs, problems = load_results(args.runs)
+    except RineError as error:
+        sys.exit(f"error: {error}; {hint}")
     for run_dir, reason in problems:
         print(f"  left out: {run_dir}: {reason}")
     if runs.empty:
-        sys.exit(f"error: no complete runs under {args.runs}; run: python train.py experiment=figure3")
+        sys.exit(f"error: no usable runs under {args.runs}; {hint}")
     tasks = sorted(runs["task"].unique())
     task = args.task or tasks[0]
+    if task not in tasks:
+        sys.exit(f"error: no runs of task {task} under {args.runs}; found: {', '.join(tasks)}")
     if args.task is None and len(tasks) > 1:
         print(f"several tasks under {args.runs} ({', '.join(tasks)}); plotting {task} (choose with --task)")
     runs = runs[runs["task"] == task]
+    try:
+        curves = load_curves(list(runs["run_dir"]))
+        key, column, what = disagreement_of(runs, curves)
+    except (OSError, RineError) as error:
+        sys.exit(f"error: {error}")
+    windows = {n for n in (last_epochs(run) for run in runs.to_dict("records")) if n}
+    n_last = min(windows) if len(windows) == 1 else None
+    reduction = f"mean of the last {n_last} epochs" if n_last else "each run's reported figure"
+    if len(windows) > 1:
+        print(f"note: the runs average different numbers of last epochs ({sorted(windows)}); no window is shaded")
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [2, 1]})
-    finals, labels, colors = [], [], []
-    for schedule, (label, color) in SCHEDULES.items():
-        chosen = runs[runs["beta_schedule"] == schedule]
-        if chosen.empty:
-            continue
-        curves = load_curves(list(chosen["run_dir"]))
-        by_epoch = curves.groupby("epoch")["val/redundancy_bits"]
-        mean, std = by_epoch.mean(), by_epoch.std().fillna(0)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    palette = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    print(f"{task}: held-out figures, {reduction}, mean ± std over seeds (n = seeds)")
+    for named, chosen in setting_groups(runs):
+        schedule = chosen["beta_schedule"].iloc[0]
+        # The paper's two colours when the schedule is all that differs; else one per line.
+        color = COLORS.get(schedule) if set(named) <= {"task", "beta_schedule"} else None
+        color = color or next(palette)
         betas = ", ".join(f"{b:g}" for b in sorted(chosen["beta"].unique()))
-        left.plot(mean.index, mean.values, color=color, label=f"{label} = {betas} (n={len(chosen)})")
-        left.fill_between(mean.index, mean - std, mean + std, color=color, alpha=0.2)
-        finals.append(chosen["distance_final"].to_numpy())
-        labels.append(label)
-        colors.append(color)
-    left.set(xlabel="epoch", ylabel="held-out redundancy (bits)", title=f"{task}: redundancy during training")
-    left.legend()
-    positions = range(len(finals))
-    right.bar(positions, [f.mean() for f in finals], yerr=[f.std() if len(f) > 1 else 0 for f in finals],
-              color=colors, capsize=4)
-    right.set_xticks(list(positions), labels)
-    right.set(ylabel="final distance D", title="agreement term at the end")
+        extra = describe_settings(named, skip=("task", "beta_schedule", "beta"), legend=True)
+        label = f"{schedule} β = {betas}" + (f", {extra}" if extra else "") + f" (n={len(chosen)})"
+        mine = curves[curves["run_dir"].isin(chosen["run_dir"])]
+        draw_panel(left, mine, chosen, "val/redundancy_bits", "redundancy_bits", color, label)
+        draw_panel(right, mine, chosen, column, key, color, label)
+        print(f"  {label.rsplit(' (n=', 1)[0]}: I∩ = {format_mean_std(chosen['redundancy_bits'], unit='bits')}; "
+              f"{what} = {format_mean_std(chosen[key])}")
+
+    truth = true_redundancy(runs)
+    if truth is not None:
+        low, high = truth
+        if high - low < 5e-4:
+            unit = "bit" if f"{low:.3g}" == "1" else "bits"
+            left.axhline(low, color="black", linestyle="--", linewidth=1, label=f"true redundancy ({low:.3g} {unit})")
+        else:
+            left.axhspan(low, high, color="black", alpha=0.08, label=f"true redundancy [{low:.3g}, {high:.3g}] bits")
+    last_epoch = int(curves["epoch"].max())
+    for ax in (left, right):
+        if n_last:
+            ax.axvspan(last_epoch - n_last + 0.5, last_epoch + 0.5, color="grey", alpha=0.12, linewidth=0,
+                       label=f"last {n_last} epochs (reported)" if ax is left else None)
+        ax.set_xlabel("epoch")
+    left.set(ylabel="held-out redundancy (bits)", title=f"{task}: redundancy during training")
+    right.set(ylabel=what, title="disagreement between decoders")
+    left.legend(fontsize=7, loc="best")
+    right.legend(fontsize=7, loc="best")
+    caption = (f"Lines: mean over seeds of the held-out value at each epoch; bands: ± 1 std over seeds. "
+               f"Markers at the right: the reported figure ({reduction}), mean ± 1 std over seeds, as printed"
+               + (f"; shaded: those last {n_last} epochs" if n_last else "")
+               + (". Dashed: the true redundancy." if truth and truth[1] - truth[0] < 5e-4 else
+                  ". Grey band: the range of accepted redundancy." if truth else "."))
+    fig.text(0.01, -0.01, caption, fontsize=7, ha="left", va="top", wrap=True)
     fig.tight_layout()
-    written = save_figure_atomic(fig, Path(args.out) / "figure3")
+    written = save_figure_atomic(fig, out / "figure3")
     print("-> " + ", ".join(map(str, written)))
 
 

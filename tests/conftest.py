@@ -65,3 +65,48 @@ def tiny_cifar(tmp_path):
     with (folder / "batches.meta").open("wb") as f:
         pickle.dump({"label_names": CIFAR_CLASSES, "num_cases_per_batch": 4, "num_vis": 3072}, f, protocol=2)
     return tmp_path / "data"
+
+
+def write_fake_run(root: Path, name: str, overrides: list[str] | None = None, metrics: dict | None = None,
+                   raw_results: str | None = None, **results) -> Path:
+    """A logged run folder as train.py leaves it, without training: results.json (complete,
+    annealed, seed 0 unless given), config.yaml composed from `overrides` (none when None),
+    csv/metrics.csv from `metrics` (column -> per-epoch values). raw_results: the file's text as is."""
+    import json
+
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    base = {"status": "complete", "beta_schedule": "annealed", "distance_normalization": "classes", "seed": 0}
+    (run_dir / "results.json").write_text(raw_results if raw_results is not None else json.dumps({**base, **results}))
+    if overrides is not None:
+        from omegaconf import OmegaConf
+
+        from rine.run import compose_config
+
+        OmegaConf.save(compose_config(overrides), run_dir / "config.yaml")
+    if metrics is not None:
+        import pandas as pd
+
+        (run_dir / "csv").mkdir()
+        pd.DataFrame(metrics).to_csv(run_dir / "csv" / "metrics.csv", index=False)
+    return run_dir
+
+
+@pytest.fixture
+def fake_run():
+    """write_fake_run: logged runs for the table and figure scripts."""
+    return write_fake_run
+
+
+def run_script(*args: str, timeout: int = 300):
+    """python <script> <args> from the repo root, as a user runs it."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run([sys.executable, *args], cwd=root, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def script():
+    return run_script
