@@ -5,7 +5,8 @@
 
 left: held-out redundancy vs crop width, one line per beta, mean ± std over seeds (error
 bars). Reads `python train.py experiment=figure1_left` (default outputs/paper/figure1_left),
-or the digits runs of `experiment=digits_crop_sweep` with --runs outputs/paper/digits_crop.
+or the digits runs of `experiment=digits_crop_sweep` with --runs outputs/paper/digits_crop,
+or the MNIST runs of `experiment=mnist_crop` with --runs outputs/paper/mnist_crop.
 right: a heat map of per-class redundancy (mean over seeds), one row per decomposition
 (task), one column per class. Reads `experiment=figure1_right` (outputs/paper/figure1_right).
 Writes figure1_left.{png,pdf} or figure1_right.{png,pdf} and prints the values it drew.
