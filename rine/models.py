@@ -52,3 +52,32 @@ class ResNet18(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+class SmallCNN(nn.Sequential):
+    """A CPU-sized conv net for 28x28 digits and their crops (any height and width >= 1).
+
+    Per block: 3x3 conv (padding 1) -> BatchNorm (as the MLP's) -> ReLU -> 2x2 max-pool
+    (ceil mode, so a 1-pixel-wide crop stays 1 wide); then an adaptive average pool to
+    `pooled` (a coarse grid that keeps where strokes are, which global pooling would lose)
+    and a linear layer to the logits. input_shape is (channels, height, width).
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        n_classes: int,
+        channels: Sequence[int] = (16, 32),
+        pooled: Sequence[int] = (4, 4),
+        batch_norm: bool = True,
+    ):
+        layers: list[nn.Module] = []
+        width = input_shape[0]
+        for c in channels:
+            layers.append(nn.Conv2d(width, c, kernel_size=3, padding=1, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(c))
+            layers += [nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True)]
+            width = c
+        layers += [nn.AdaptiveAvgPool2d(tuple(pooled)), nn.Flatten(), nn.Linear(width * math.prod(pooled), n_classes)]
+        super().__init__(*layers)

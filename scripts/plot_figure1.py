@@ -6,7 +6,8 @@
 left: held-out redundancy vs crop width, one line per beta (and per any other setting
 that differs between the runs), mean ± std over seeds (error bars). Reads `python train.py
 experiment=figure1_left` (default outputs/paper/figure1_left), or the digits runs of
-`experiment=digits_crop_sweep` with --runs outputs/paper/digits_crop.
+`experiment=digits_crop_sweep` with --runs outputs/paper/digits_crop, or the MNIST
+runs of `experiment=mnist_crop` with --runs outputs/paper/mnist_crop.
 right: a heat map of per-class redundancy, one row per view (task) and per any other
 setting that differs between the runs (e.g. each crop width of a width sweep), one column
 per class, each cell the mean over that row's seeds; the colour scale runs from 0 to H(Y),

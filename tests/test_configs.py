@@ -42,8 +42,10 @@ def test_every_group_option_composes(group, option):
     assert group in ("experiment", "objective") or cfg[group] is not None  # those two are @package _global_
 
 
-# The discrete tasks; arrays reads a user's data file (tested in test_arrays.py).
-DISCRETE_TASKS = [o for g, o in GROUP_OPTIONS if g == "task" and o != "arrays" and not o.startswith(("cifar_", "digits_"))]
+# The discrete tasks; arrays reads a user's data file (tested in test_arrays.py); embedded and
+# the MNIST tasks are tested in test_embedded.py and test_mnist.py.
+DISCRETE_TASKS = [o for g, o in GROUP_OPTIONS
+                  if g == "task" and o not in ("arrays", "embedded") and not o.startswith(("cifar_", "digits_", "mnist_"))]
 
 
 @pytest.mark.parametrize("task", DISCRETE_TASKS)
