@@ -34,7 +34,9 @@ def check_group_choices(argv: list[str]) -> None:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from rine.run import is_ddp_follower, print_report, quiet_framework_output, run, uses_ddp  # late: fast --help
+    from rine.config import uses_ddp  # late: fast --help
+    from rine.console import quiet_framework_output
+    from rine.run import is_ddp_follower, print_report, run
 
     quiet_framework_output()
     try:

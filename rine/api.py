@@ -37,19 +37,29 @@ class NegativeAtomWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Estimate:
-    """One quantity over seeds: `.bits` (mean), `.std`, `.ci` (low, high), `.per_seed`."""
+    """One quantity over seeds: `.mean`, `.std`, `.ci` (low, high), `.per_seed`, in `.unit`.
+
+    For a quantity in bits (`unit="bits"`) `.bits` is its mean; a disagreement (a total
+    variation, no unit) has no `.bits`.
+    """
 
     per_seed: tuple[float, ...]
     level: float = 0.95
-    unit: str = "bits"  # D is not in bits: its Estimate has unit ""
+    unit: str = "bits"
 
     @property
     def n(self) -> int:
         return len(self.per_seed)
 
     @property
-    def bits(self) -> float:
+    def mean(self) -> float:
         return float(np.mean(self.per_seed))
+
+    @property
+    def bits(self) -> float:
+        if self.unit != "bits":
+            raise ValueError(f"this quantity is not in bits (unit {self.unit!r}); use .mean")
+        return self.mean
 
     @property
     def std(self) -> float:
@@ -62,7 +72,7 @@ class Estimate:
         return t_interval(self.per_seed, self.level)
 
     def __float__(self) -> float:
-        return self.bits
+        return self.mean
 
     def __repr__(self) -> str:
         from rine.stats import format_mean_std
@@ -72,7 +82,7 @@ class Estimate:
 
     def row(self, name: str) -> dict:
         low, high = self.ci
-        return {"quantity": name, "mean": self.bits, "std": self.std, "ci_low": low, "ci_high": high, "n": self.n}
+        return {"quantity": name, "mean": self.mean, "std": self.std, "ci_low": low, "ci_high": high, "n": self.n}
 
 
 def _frame(rows: list[dict]):
@@ -130,8 +140,10 @@ class Decomposition:
 
 
 def _train_seeds(mode: str, sources, y, beta: float, seeds, epochs, run_dir, overrides, name) -> tuple[list[int], list[dict], list[str] | None]:
-    from rine.arrays import check_arrays
-    from rine.run import compose_config, quiet_framework_output, run
+    from rine.config import compose_config
+    from rine.console import quiet_framework_output
+    from rine.run import run
+    from rine.tasks.arrays import check_arrays
 
     sources = list(sources)
     # Checked here too, so a mistake is named in the caller's terms and not a temp file's.
@@ -253,7 +265,7 @@ def _warn_negative_atoms(decomposition: Decomposition) -> None:
     named += [(f"unique x{i + 1}", u) for i, u in enumerate(decomposition.unique or [])]
     named += [("synergy", decomposition.synergy)] if decomposition.synergy is not None else []
     if len(decomposition.seeds) > 1:
-        negative = [f"{name} {e.bits:.3f} bits (CI up to {e.ci[1]:.3f})" for name, e in named if e.ci[1] < 0]
+        negative = [f"{name} {e.mean:.3f} bits (CI up to {e.ci[1]:.3f})" for name, e in named if e.ci[1] < 0]
         if negative:
             warnings.warn(f"PID atom(s) below 0 over the seeds' confidence interval ({', '.join(negative)}): "
                           f"{CONTINUOUS_NOTE}", NegativeAtomWarning, stacklevel=3)

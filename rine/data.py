@@ -1,24 +1,23 @@
-"""Tasks: where the sources and labels come from, split into train and held-out tensors.
+"""What every task hands the trainers: train and held-out tensors, and how they are batched.
 
 Data lives in memory as tensors and is cut into batches by index (no DataLoader, no
 workers): for small models the per-batch overhead of a DataLoader dominates training.
+The tasks themselves (where the sources and labels come from) live in rine.tasks.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rine.errors import RineError
 from rine.info import entropy_bits
-from rine.pmf import load_pmf, resolve_pmf_path
-from rine.references import DIT_MEASURES, dit_references
 
 
 @dataclass
@@ -50,6 +49,27 @@ class TaskData:
     @property
     def input_dims(self) -> list[int]:
         return [int(np.prod(s.shape[1:])) for s in self.train.sources]
+
+
+def seed_all(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators (what a run draws its data and initial weights from)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The training order of epoch `epoch`: a permutation of n that depends only on (seed, epoch),
+    so a resumed run, and the same run inside a batched group, see the same batches."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def train_batch_starts(n: int, batch_size: int, world_size: int = 1) -> range:
+    """Where each training batch starts. A trailing batch that would leave a process a single
+    sample breaks BatchNorm in training: it is dropped."""
+    tail = n % batch_size
+    stop = n - tail if 0 < tail < 2 * world_size else n
+    return range(0, stop, batch_size)
 
 
 class TensorBatches:
@@ -86,12 +106,9 @@ class TensorBatches:
         self._passes = 0
 
     def _starts(self) -> range:
-        n = len(self.split)
-        # A trailing batch that leaves a process a single sample would break BatchNorm in
-        # training: drop it.
-        tail = n % self.batch_size
-        stop = n - tail if self.shuffle and 0 < tail < 2 * self.world_size else n
-        return range(0, stop, self.batch_size)
+        if self.shuffle:
+            return train_batch_starts(len(self.split), self.batch_size, self.world_size)
+        return range(0, len(self.split), self.batch_size)
 
     def __len__(self) -> int:
         return len(self._starts())
@@ -101,8 +118,7 @@ class TensorBatches:
         epoch = self.current_epoch() if self.current_epoch else self._passes
         self._passes += 1
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            order = torch.randperm(len(self.split), generator=generator)
+            order = epoch_order(self.seed, epoch, len(self.split))
         for start in self._starts():
             stop = min(start + self.batch_size, len(self.split))
             if self.world_size > 1:
@@ -137,79 +153,3 @@ def check_splits(data: TaskData) -> None:
 def empirical_entropy_bits(y: torch.Tensor, n_classes: int) -> float:
     counts = torch.bincount(y, minlength=n_classes).double()
     return entropy_bits((counts / counts.sum()).numpy())
-
-
-class DiscreteTask:
-    """Samples a dataset from a finite joint pmf; each source is fed one-hot.
-
-    `pmf` is a shipped table's name (unq, and, rdnxor, imperfectrdn) or a CSV path.
-    `true_redundancy` names the exact measure(s) taken as the accepted true redundancy of
-    this distribution, as [low, high] (equal for a point value), e.g. [i_wedge, i_wedge]
-    for RDNXOR or [i_wedge, min_mi_sources] for AND's [0, 0.311] bits. Null when unknown.
-    dit's measures (I_GH, BROJA, MMI, I_min, I∩^≺) come from the cache, or are computed
-    with `reference_timeout_s` seconds each (0: cache only) and cached.
-    """
-
-    def __init__(
-        self,
-        name: str | None,
-        pmf: str | None,
-        n_samples: int = 10_000,
-        holdout_fraction: float = 0.2,
-        true_redundancy: list[str] | None = None,
-        reference_timeout_s: float = 30.0,
-    ):
-        if not pmf:
-            raise RineError("task=pmf needs a distribution: add pmf_file=path/to/pmf.csv (columns x1..xn, y, p)")
-        if not isinstance(holdout_fraction, (int, float)) or not 0 < holdout_fraction < 1:
-            raise RineError(f"task.holdout_fraction={holdout_fraction} must be in (0, 1)")
-        if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 1:
-            raise RineError(f"task.n_samples={n_samples} is invalid; use a positive integer")
-        check_heldout_size(n_samples, math.ceil(n_samples * holdout_fraction), holdout_fraction,
-                           f"task.n_samples={n_samples}")
-        self.name = name or Path(pmf).stem
-        self.pmf_file = str(pmf)
-        self.pmf = load_pmf(pmf)
-        self.source_files = [resolve_pmf_path(pmf)]  # hashed: a complete run is reused only for the same table
-        self.reference_timeout_s = reference_timeout_s
-        self.n_samples = n_samples
-        self.holdout_fraction = holdout_fraction
-        self.true_redundancy = list(true_redundancy) if true_redundancy else None
-
-    def reference(self) -> dict:
-        measures = self.pmf.exact_measures()
-        if self.true_redundancy:
-            unknown = [m for m in self.true_redundancy if m not in measures]
-            if unknown or len(self.true_redundancy) != 2:
-                raise RineError(
-                    f"task.true_redundancy={self.true_redundancy} must name two of: {', '.join(measures)}"
-                )
-            measures["true_redundancy"] = [measures[m] for m in self.true_redundancy]
-        else:
-            measures["true_redundancy"] = None
-        dit_entries = dit_references(self.pmf, self.reference_timeout_s, name=self.name)
-        for measure in DIT_MEASURES:
-            measures[measure] = dit_entries[measure].get("value")
-        measures["dit_status"] = {m: e["status"] for m, e in dit_entries.items()}
-        return measures
-
-    def setup(self, seed: int) -> TaskData:
-        rng = np.random.default_rng(seed)
-        symbols, y = self.pmf.sample(self.n_samples, rng)
-        onehots = [
-            F.one_hot(torch.from_numpy(s), len(names)).float()
-            for s, names in zip(symbols, self.pmf.source_symbols)
-        ]
-        y = torch.from_numpy(y)
-        n_train = self.n_samples - math.ceil(self.n_samples * self.holdout_fraction)
-        reference = self.reference()
-        return TaskData(
-            name=self.name,
-            train=Split([s[:n_train] for s in onehots], y[:n_train]),
-            heldout=Split([s[n_train:] for s in onehots], y[n_train:]),
-            n_classes=self.pmf.n_classes,
-            h_y_bits=reference["h_y"],
-            h_y_basis="exact",
-            reference=reference,
-            class_names=list(self.pmf.target_symbols),
-        )

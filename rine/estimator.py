@@ -1,21 +1,11 @@
-"""The RINE objective as a LightningModule, and the β schedule as a Callback.
-
-Training loss:  mean_i CE(f_i(x_i), y) + β_t · D,
-D = mean over pairs i < j of the batch mean of a distance between softmax f_i and softmax f_j:
-the total variation ½||p_i − p_j||_1 by default (`normalize="tv"`), or the paper's L1 (divided
-by K, as the authors' code did, with `normalize="classes"`), optionally Huber-smoothed near 0.
-With pairs="to_mean", each decoder is compared with the mean prediction instead, O(n).
-Reported redundancy (held-out, eval mode, D excluded):  I∩ = H(Y) − mean_i CE_i, in bits
-(paper eq. 8). The disagreement the constraint check reads is always the plain mean total
-variation, whatever the penalty's form.
+"""The RINE objective as a LightningModule, and the β schedule as a Callback (rine.objective
+holds the objective's parts; this module trains them with Lightning, one run at a time).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import lightning.pytorch as pl
 import torch
@@ -24,120 +14,15 @@ from torch import nn
 
 from rine.errors import RineError
 from rine.info import nats_to_bits
-
-DISTANCE_NORMALIZATIONS = ("tv", "classes", "none")
-DISTANCE_PAIRS = ("all", "to_mean")
-BETA_SCHEDULES = ("constrained", "annealed", "fixed")
-# BatchNorm statistics for held-out evaluation are recomputed from at most this many training
-# rows per forward pass (more rows: a cumulative average over passes).
-RECALIBRATION_ROWS = 65_536
-
-
-@functools.lru_cache(maxsize=None)
-def _source_pairs(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    i, j = torch.triu_indices(n, n, offset=1, device=device)
-    return i, j
-
-
-def prediction_distance(probs: torch.Tensor, normalize: str = "tv", pairs: str = "all",
-                        smoothing: float = 0.0) -> torch.Tensor:
-    """The agreement penalty D between the decoders' predictions.
-
-    probs: [..., n_sources, batch, K] (leading dims: independent runs, one D each) -> D [...].
-    Per sample and pair, the class-wise differences d = p_i − p_j are summed as |d| (L1), then
-    scaled: normalize="tv" halves it (total variation, in [0, 1] for any K); "classes" divides
-    by K, as the authors' code did (their D was a mean over batch and classes); "none" is the
-    plain L1 of the paper's text. smoothing > 0 replaces |d| by the Huber function with
-    threshold ε = smoothing / K (|d| − ε/2 beyond ε, d²/2ε within): the same penalty far from
-    agreement, but without the kink at d = 0 whose ±β subgradient makes the decoders chatter
-    around agreement. pairs="to_mean" compares each decoder with the mean prediction p̄ via
-    d = 2(p_i − p̄), which equals the all-pairs D exactly for two sources; O(n) for many.
-    """
-    n, k = probs.shape[-3], probs.shape[-1]
-    if n < 2:
-        return probs.new_zeros(probs.shape[:-3])
-    if pairs == "to_mean":
-        diff = 2 * (probs - probs.mean(-3, keepdim=True))  # [..., n, batch, K]
-    else:
-        i, j = _source_pairs(n, probs.device)
-        diff = probs[..., i, :, :] - probs[..., j, :, :]  # [..., pairs, batch, K]
-    size = diff.abs()
-    if smoothing > 0:
-        eps = smoothing / k
-        size = torch.where(size < eps, size * size / (2 * eps), size - eps / 2)
-    scale = {"tv": 0.5, "classes": 1.0 / k, "none": 1.0}[normalize]
-    return scale * size.sum(-1).mean((-2, -1))
-
-
-def disagreement_tv(probs: torch.Tensor, pairs: str = "all") -> torch.Tensor:
-    """Mean total variation ½||p_i − p_j||_1 between decoders (over pairs and batch): [..., n, batch, K] -> [...]."""
-    return prediction_distance(probs, "tv", pairs, smoothing=0.0)
-
-
-@dataclass(frozen=True)
-class ConstraintControl:
-    """How beta_schedule=constrained raises β until the decoders agree (configs/train.yaml `constraint`).
-
-    After every epoch from `start_epoch` on whose held-out mean total variation exceeds
-    `target`, β's multiplier grows by `growth`, up to `max_factor`. It never falls: an
-    increasing penalty parameter, as in augmented-Lagrangian methods (Nocedal & Wright,
-    Numerical Optimization, §17.3), so that the penalty ends up enforcing D ≈ 0 rather than
-    trading it against the cross-entropy at a fixed rate.
-    """
-
-    target: float = 0.01
-    growth: float = 1.5
-    max_factor: float = 16.0
-    start_epoch: int = 10
-
-    def factor(self, heldout_tv: Sequence[float]) -> float:
-        """β's multiplier for the epoch after those whose held-out disagreements are given, in order."""
-        factor = 1.0
-        for epoch, tv in enumerate(heldout_tv):
-            if epoch >= self.start_epoch and tv > self.target:
-                factor = min(factor * self.growth, self.max_factor)
-        return factor
-
-
-def scheduled_beta(beta: float, epoch: int, gamma: float, schedule: str, factor: float = 1.0) -> float:
-    """β_t for epoch t: β(1 − γ^t) annealed (paper eq. 17), times `factor` when constrained; β when fixed."""
-    if schedule == "fixed":
-        return float(beta)
-    ramp = float(beta) * (1.0 - gamma**epoch)
-    return ramp * factor if schedule == "constrained" else ramp
-
-
-def stage_metrics(stage: str, h_y_bits: float, ce_nats: torch.Tensor, distance: float, tv: float,
-                  accuracy: torch.Tensor, second_moments: torch.Tensor | None = None,
-                  count: float | None = None) -> dict[str, float]:
-    """One split's per-epoch figures, named as in csv/metrics.csv (both training engines use this).
-
-    ce_nats: [n] mean cross-entropy per decoder; accuracy: [n]; distance: the penalty D; tv:
-    the mean total variation. With second_moments ([n + 1]: the mean over samples of
-    (mean_i CE_i)² and of each CE_i², nats²) and the sample count, the standard errors of the
-    held-out means are added (bits): `redundancy_se_bits`, `usable_info_se_bits_x<i>`.
-    """
-    n = len(ce_nats)
-    ce_bits = nats_to_bits(ce_nats.double())
-    metrics = {f"{stage}/redundancy_bits": h_y_bits - float(ce_bits.mean())}
-    for i in range(n):
-        metrics[f"{stage}/usable_info_bits_x{i + 1}"] = h_y_bits - float(ce_bits[i])
-    metrics[f"{stage}/distance"] = float(distance)
-    metrics[f"{stage}/disagreement_tv"] = float(tv)
-    for i in range(n):
-        metrics[f"{stage}/acc_x{i + 1}"] = float(accuracy[i])
-    if second_moments is not None and count is not None and count > 1:
-        means = torch.cat([ce_nats.double().mean()[None], ce_nats.double()])
-        variances = (second_moments.double() - means**2).clamp_min(0) * count / (count - 1)
-        errors = nats_to_bits((variances / count).sqrt())
-        metrics[f"{stage}/redundancy_se_bits"] = float(errors[0])
-        for i in range(n):
-            metrics[f"{stage}/usable_info_se_bits_x{i + 1}"] = float(errors[i + 1])
-    return metrics
-
-
-def batch_norm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+from rine.objective import (
+    RECALIBRATION_ROWS,
+    ConstraintControl,
+    batch_norm_layers,
+    disagreement_tv,
+    prediction_distance,
+    scheduled_beta,
+    stage_metrics,
+)
 
 
 class BetaSchedule(pl.Callback):
@@ -191,14 +76,10 @@ class RedundancyEstimator(pl.LightningModule):
         views: nn.Module | None = None,
         batch_norm_split=None,
         eval_batch_size: int = 2000,
+        log_history: Callable[[list[dict]], None] | None = None,
     ):
         super().__init__()
-        if distance_normalization not in DISTANCE_NORMALIZATIONS:
-            raise RineError(
-                f"distance.normalize={distance_normalization!r}; choose one of {', '.join(DISTANCE_NORMALIZATIONS)}"
-            )
-        if distance_pairs not in DISTANCE_PAIRS:
-            raise RineError(f"distance.pairs={distance_pairs!r}; choose one of {', '.join(DISTANCE_PAIRS)}")
+        # The settings were checked by rine.config.validate_config (see rine.objective for their meaning).
         self.distance_pairs = distance_pairs
         self.distance_smoothing = float(distance_smoothing)
         self.decoders = nn.ModuleList(decoders)
@@ -211,6 +92,7 @@ class RedundancyEstimator(pl.LightningModule):
         self.views = views
         self.batch_norm_split = batch_norm_split
         self.eval_batch_size = eval_batch_size
+        self.log_history = log_history  # called with the whole history after every epoch (rank 0)
         # The loop is written out (manual optimization): Lightning's automatic loop costs
         # more per step than the small decoders themselves.
         self.automatic_optimization = False
@@ -372,7 +254,7 @@ class RedundancyEstimator(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         # Runs after the epoch's validation, so one row holds both stages.
         epoch = self.current_epoch
-        metrics = {"epoch": epoch, "beta": float(self.beta), "lr": self._epoch_lr}
+        metrics = {"epoch": epoch, "step": self.trainer.global_step, "beta": float(self.beta), "lr": self._epoch_lr}
         metrics.update(self._epoch_metrics("train"))
         if not math.isfinite(metrics["train/loss"]):
             raise RineError(
@@ -382,10 +264,12 @@ class RedundancyEstimator(pl.LightningModule):
         if "val" in self._sums:
             metrics.update(self._epoch_metrics("val"))
         self.history.append(metrics)
+        if self.log_history is not None and self.trainer.is_global_zero:
+            self.log_history(self.history)
         self.lr_schedulers().step()
         # Under DDP every process holds the same (already summed) metrics; averaging them
         # changes nothing but keeps Lightning's per-metric warning quiet.
-        self.log_dict({k: float(v) for k, v in metrics.items() if k != "epoch"}, on_step=False, on_epoch=True,
+        self.log_dict({k: float(v) for k, v in metrics.items() if k not in ("epoch", "step")}, on_step=False, on_epoch=True,
                       sync_dist=self.trainer.world_size > 1)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -1,8 +1,13 @@
-"""Reading users' CSV files (task=pmf, task=arrays): one home for decoding and its one-line errors.
+"""Files: reading users' CSV text, and writing ours atomically (one home for both).
 
-The text is UTF-8; a leading byte-order mark (Excel's "CSV UTF-8" writes one) is dropped and
-CRLF line ends are fine. Anything else (Latin-1, UTF-16, a binary file, a folder, a file we
-may not read) is a RineError naming the file, the problem and the fix, never the file's bytes.
+Reading (task=pmf, task=arrays): the text is UTF-8; a leading byte-order mark (Excel's "CSV
+UTF-8" writes one) is dropped and CRLF line ends are fine. Anything else (Latin-1, UTF-16, a
+binary file, a folder, a file we may not read) is a RineError naming the file, the problem
+and the fix, never the file's bytes.
+
+Writing (results.json, caches, tables, figures, checkpoints): each file goes to a temporary
+file beside its target and is renamed over it, so a reader never sees half a file and a
+killed writer leaves the previous version intact.
 """
 
 from __future__ import annotations
@@ -10,6 +15,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import json
+import math
+import os
 from pathlib import Path
 
 from rine.errors import RineError
@@ -60,3 +68,90 @@ def read_csv_rows(path: Path, skip_comments: bool = False) -> list[list[str]]:
         return [row for row in csv.reader(lines) if any(cell.strip() for cell in row)]
     except csv.Error as error:
         raise RineError(f"{path}: not a readable CSV file ({error}); {SAVE_AS_CSV}") from None
+
+
+def _replace_atomically(path: Path, write) -> None:
+    """`write(tmp)` fills a temporary file beside `path`, which is then renamed over it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _finite_or_none(value):
+    """JSON has no NaN: a missing figure (e.g. a class absent from the held-out split) is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    """`data` as indented JSON (NaN and inf as null), written atomically and synced to disk."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w") as f:
+            json.dump(_finite_or_none(data), f, indent=2, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    _replace_atomically(path, write)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    _replace_atomically(path, lambda tmp: tmp.write_text(text))
+
+
+def save_torch_atomic(path: str | Path, state) -> None:
+    """torch.save(state) atomically: a kill or a full disk mid-write never leaves a truncated file."""
+    import torch
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _replace_atomically(path, write)
+
+
+# Embedded TrueType (Type 42) fonts in every PDF we write: editable text, accepted by
+# publishers (matplotlib's default Type 3 fonts are not).
+PDF_FONTS = {"pdf.fonttype": 42, "ps.fonttype": 42}
+
+
+def save_figure_atomic(fig, path_without_suffix: str | Path) -> list[Path]:
+    """The figure as PNG and PDF (TrueType fonts), each written atomically; returns the paths."""
+    import matplotlib
+
+    written = []
+    Path(path_without_suffix).parent.mkdir(parents=True, exist_ok=True)
+    with matplotlib.rc_context(PDF_FONTS):
+        for suffix in (".png", ".pdf"):
+            path = Path(path_without_suffix).with_suffix(suffix)
+            # the suffix stays last: matplotlib picks the format from it
+            tmp = path.with_name(f".{path.stem}.tmp{suffix}")
+            try:
+                fig.savefig(tmp, dpi=150, bbox_inches="tight")
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            written.append(path)
+    return written
+
+
+def check_out_dir(out: str | Path) -> Path:
+    """--out of a script, checked before anything is written: RineError if it names an
+    existing file (a missing folder is made when the first output is written)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RineError(f"--out {out} is a file; give a folder for the outputs")
+    return out

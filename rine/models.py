@@ -5,7 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
+import torch.nn.functional as F
 from torch import nn
+
+from rine.objective import RECALIBRATION_ROWS
 
 
 class MLP(nn.Sequential):
@@ -31,6 +35,76 @@ class MLP(nn.Sequential):
             width = h
         layers.append(nn.Linear(width, n_classes))
         super().__init__(*layers)
+
+
+class StackedMLPs(nn.Module):
+    """G independent rine.models.MLP decoders as one module: [G, batch, in] -> [G, batch, K].
+
+    Built from the MLPs themselves (weights copied), so each group starts exactly where its
+    own decoder would. Inputs narrower than `in_width` are zero-padded; the matching weight
+    rows start at 0, see only zero inputs, and stay 0.
+    """
+
+    def __init__(self, mlps: list[nn.Module], in_width: int):
+        super().__init__()
+        linears = [[m for m in mlp if isinstance(m, nn.Linear)] for mlp in mlps]
+        norms = [[m for m in mlp if isinstance(m, nn.BatchNorm1d)] for mlp in mlps]
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        for layer in range(len(linears[0])):
+            rows = [lin[layer].weight.detach().t() for lin in linears]  # [in, out]
+            if layer == 0:
+                rows = [F.pad(w, (0, 0, 0, in_width - w.shape[0])) for w in rows]
+            self.weights.append(nn.Parameter(torch.stack(rows).contiguous()))
+            self.biases.append(nn.Parameter(torch.stack([lin[layer].bias.detach() for lin in linears])))
+        self.n_norms = len(norms[0])
+        self.bn_weights, self.bn_biases = nn.ParameterList(), nn.ParameterList()
+        for layer in range(self.n_norms):
+            bns = [norm[layer] for norm in norms]
+            self.bn_weights.append(nn.Parameter(torch.stack([bn.weight.detach() for bn in bns])))
+            self.bn_biases.append(nn.Parameter(torch.stack([bn.bias.detach() for bn in bns])))
+            self.register_buffer(f"running_mean{layer}", torch.stack([bn.running_mean for bn in bns]))
+            self.register_buffer(f"running_var{layer}", torch.stack([bn.running_var for bn in bns]))
+        self.momentum, self.eps = norms[0][0].momentum, norms[0][0].eps
+
+    @torch.no_grad()
+    def recalibrate(self, x: torch.Tensor) -> None:
+        """BatchNorm running statistics := the exact statistics of x [G, N, in] under the current
+        weights (as RedundancyEstimator.recalibrate_batch_norm: the same passes, the same averaging)."""
+        if not self.n_norms:
+            return
+        momentum, training = self.momentum, self.training
+        self.train()
+        for n, start in enumerate(range(0, x.shape[1], RECALIBRATION_ROWS)):
+            self.momentum = 1.0 / (n + 1)  # a cumulative average over passes, as BatchNorm's momentum=None
+            self(x[:, start:start + RECALIBRATION_ROWS])
+        self.momentum = momentum
+        self.train(training)
+
+    def _norm(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        # Every (group, channel) pair as one channel of PyTorch's own BatchNorm: the same
+        # kernel, statistics and running-average update as each decoder's nn.BatchNorm1d.
+        groups, batch, channels = x.shape
+        flat = x.transpose(0, 1).reshape(batch, groups * channels)
+        out = F.batch_norm(
+            flat,
+            getattr(self, f"running_mean{layer}").view(-1),
+            getattr(self, f"running_var{layer}").view(-1),
+            self.bn_weights[layer].reshape(-1),
+            self.bn_biases[layer].reshape(-1),
+            self.training,
+            self.momentum,
+            self.eps,
+        )
+        return out.view(batch, groups, channels).transpose(0, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = len(self.weights) - 1
+        for layer in range(last):
+            x = torch.baddbmm(self.biases[layer][:, None], x, self.weights[layer])
+            if self.n_norms:
+                x = self._norm(x, layer)
+            x = torch.relu(x)
+        return torch.baddbmm(self.biases[last][:, None], x, self.weights[last])
 
 
 class ResNet18(nn.Module):

@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rine.data import Split
+from rine.training import fit
 
 PID_FIGURE = "pid.png"
 N_GT_2_NOTE = (
@@ -29,7 +30,7 @@ N_GT_2_NOTE = (
 )
 
 
-class SourceView:
+class SourceSubset:
     """Another task's data with only some of its sources, or all of them as one input."""
 
     def __init__(self, task, select: list[int] | None = None):
@@ -38,7 +39,7 @@ class SourceView:
         self.name = task.name
         self.source_files = getattr(task, "source_files", [])
 
-    def _view(self, split: Split) -> Split:
+    def _select(self, split: Split) -> Split:
         if self.select is None:
             return Split([torch.cat([s.flatten(1) for s in split.sources], dim=1)], split.y)
         return Split([split.sources[i] for i in self.select], split.y)
@@ -46,7 +47,7 @@ class SourceView:
     def setup(self, seed: int):
         # The same seed gives the same samples and split as the redundancy run.
         data = self.task.setup(seed)
-        return dataclasses.replace(data, train=self._view(data.train), heldout=self._view(data.heldout))
+        return dataclasses.replace(data, train=self._select(data.train), heldout=self._select(data.heldout))
 
 
 CONTINUOUS_NOTE = (
@@ -105,18 +106,19 @@ def exact_atoms(reference: dict | None) -> dict | None:
     return atoms(truth[0], reference["mi_sources"], reference["mi_joint"])
 
 
-def train_pid(cfg: DictConfig, task, run_dir: Path, train) -> dict:
-    """Train the redundancy run in run_dir and the β = 0 runs under run_dir/pid/.
+def train_pid(cfg: DictConfig, task, run_dir: Path) -> dict:
+    """Train the redundancy run in run_dir and the β = 0 runs under run_dir/pid/; returns the
+    redundancy run's outcome with `pid` (the atoms, their standard errors and warnings) added.
 
-    `train(cfg, task, run_dir)` is rine.run._train: every number here comes from the
-    same trainer and reduction (mean of the last `report.last_epochs` held-out epochs).
+    Every number comes from the same trainer (rine.training.fit) and reduction (mean of the
+    last `report.last_epochs` held-out epochs).
     """
-    outcome = train(cfg, task, run_dir)
+    outcome = fit(cfg, task, run_dir)
     n = outcome["n_sources"]
     usable_cfg = OmegaConf.merge(cfg, {"beta": 0})
-    runs = {f"usable_x{i + 1}": SourceView(task, [i]) for i in range(n)}
-    runs["joint"] = SourceView(task, None)
-    trained = {name: train(usable_cfg, view, run_dir / "pid" / name) for name, view in runs.items()}
+    runs = {f"usable_x{i + 1}": SourceSubset(task, [i]) for i in range(n)}
+    runs["joint"] = SourceSubset(task, None)
+    trained = {name: fit(usable_cfg, subset, run_dir / "pid" / name) for name, subset in runs.items()}
     bits = {name: r["redundancy_bits"] for name, r in trained.items()}
     errors = {name: r.get("redundancy_se_bits") or 0.0 for name, r in trained.items()}
     usable_names = [f"usable_x{i + 1}" for i in range(n)]

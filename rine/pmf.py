@@ -1,7 +1,9 @@
 """Finite joint distributions p(x1, ..., xn, y) read from CSV, their exact measures, sampling.
 
 CSV format: one column per source named x1..xn, a target column y, and a probability
-column p (decimals or fractions such as 1/8). Symbols are arbitrary strings. The file is
+column p (decimals or fractions such as 1/8). Symbols are arbitrary strings. A comment line
+`# true_redundancy: low, high` names the exact measures that bound the accepted redundancy
+(the shipped tables in rine/pmfs/ carry theirs). The file is
 UTF-8 text (a BOM, as Excel writes, and CRLF line ends are fine); lines starting with # are comments.
 """
 
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rine.errors import RineError
-from rine.files import read_csv_rows
+from rine.files import read_csv_rows, read_text
 from rine.info import entropy_bits, gacs_korner_redundancy_bits, marginal, mutual_information_bits
 
 SHIPPED_DIR = Path(__file__).parent / "pmfs"
@@ -29,6 +31,10 @@ class JointPmf:
     table: np.ndarray
     source_symbols: tuple[tuple[str, ...], ...]
     target_symbols: tuple[str, ...]
+    # The accepted true redundancy, as the names of two exact measures [low, high] (e.g.
+    # ("i_wedge", "min_mi_sources") for AND's [0, 0.311] bits), from the file's
+    # `# true_redundancy: low, high` line; None when the file does not say.
+    true_redundancy: tuple[str, str] | None = None
 
     @property
     def n_sources(self) -> int:
@@ -84,9 +90,13 @@ def _parse_probability(text: str, where: str) -> Fraction:
     return value
 
 
+TRUE_REDUNDANCY_LINE = re.compile(r"#\s*true_redundancy\s*:\s*(\w+)\s*,\s*(\w+)\s*$")
+
+
 def load_pmf(name_or_path: str) -> JointPmf:
     path = resolve_pmf_path(name_or_path)
     rows = read_csv_rows(path, skip_comments=True)
+    declared = [m.groups() for line in read_text(path).splitlines() if (m := TRUE_REDUNDANCY_LINE.match(line.strip()))]
     if not rows:
         raise RineError(f"{path}: the file is empty; expected a header x1,x2,...,y,p and one row per outcome")
     header = [h.strip() for h in rows[0]]
@@ -136,4 +146,5 @@ def load_pmf(name_or_path: str) -> JointPmf:
         table=table,
         source_symbols=tuple(tuple(symbols[c]) for c in source_cols),
         target_symbols=tuple(symbols["y"]),
+        true_redundancy=declared[0] if declared else None,
     )

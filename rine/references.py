@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rine.files import write_json_atomic
 from rine.pmf import JointPmf
 
 SHIPPED_CACHE = Path(__file__).parent / "reference_values.json"
@@ -131,8 +132,6 @@ def _read_cache(path: Path) -> dict:
 
 
 def _write_cache(path: Path, cache: dict) -> None:
-    from rine.run import write_json_atomic
-
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, cache)
 

@@ -3,7 +3,7 @@
     python scripts/bench_canonical.py [--seeds N] [--jobs J] [--batched-only | --one-by-one] [override ...]
 
 First each task's runs (every beta and seed) train as one batched computation
-(rine.batched.run_many), then the same runs one by one through rine.run.run, the code
+(rine.run.run_many), then the same runs one by one through rine.run.run, the code
 train.py calls, and the ratio of the two wall times is printed. --batched-only and
 --one-by-one time one of the two. Prints each estimate
 beside the exact value and the wall seconds. Runs go to outputs/bench/<time>/. Each
@@ -33,7 +33,7 @@ BETAS = (0, 5, 15)
 def quiet() -> None:
     import torch
 
-    from rine.run import quiet_framework_output
+    from rine.console import quiet_framework_output
 
     torch.set_num_threads(1)
     quiet_framework_output()
@@ -42,7 +42,8 @@ def quiet() -> None:
 def train_one(args: tuple[str, int, int, list[str], str]) -> dict:
     task, beta, seed, overrides, out_dir = args
     quiet()
-    from rine.run import compose_config, run
+    from rine.config import compose_config
+    from rine.run import run
 
     cfg = compose_config([f"task={task}", f"beta={beta}", f"seed={seed}", *PAPER_SETTING, *overrides])
     return run(cfg, Path(out_dir) / f"{task}_beta{beta}_seed{seed}")
@@ -81,8 +82,8 @@ def main() -> None:
     timings = {}
     if not args.one_by_one:
         start = time.perf_counter()
-        from rine.batched import run_many
-        from rine.run import compose_config
+        from rine.config import compose_config
+        from rine.run import run_many
 
         grid = [(t, b, s) for t in TASKS for b, s in points]
         cfgs = [compose_config([f"task={t}", f"beta={b}", f"seed={s}", *PAPER_SETTING, *args.overrides])

@@ -24,10 +24,11 @@ sys.path.insert(0, str(ROOT))
 import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 
+from rine.config import build, compose_config  # noqa: E402
 from rine.data import TensorBatches  # noqa: E402
-from rine.estimator import RedundancyEstimator  # noqa: E402
-from rine.images import image_task_data  # noqa: E402
-from rine.run import build, compose_config, quiet_framework_output  # noqa: E402
+from rine.console import quiet_framework_output  # noqa: E402
+from rine.tasks.images import image_task_data  # noqa: E402
+from rine.training import build_estimator  # noqa: E402
 
 CIFAR_TRAIN, CIFAR_TEST = 50_000, 10_000
 
@@ -80,10 +81,7 @@ def main() -> None:
     data = image_task_data("synthetic", images(batch * steps), torch.arange(batch * steps) % 10,
                            images(eval_batch * steps), torch.arange(eval_batch * steps) % 10,
                            [str(c) for c in range(10)], views)
-    decoders = [build(cfg.model.decoder, input_shape=shape, n_classes=10) for shape in data.views.shapes]
-    module = RedundancyEstimator(decoders, h_y_bits=data.h_y_bits, optimizer=build(cfg.model.optimizer),
-                                 lr_decay=cfg.model.lr_decay, distance_normalization=cfg.distance.normalize,
-                                 views=data.views)
+    module = build_estimator(cfg, data)  # the decoders and objective a run trains
     module.beta = float(cfg.beta)  # the agreement term's cost is part of every step
     clock = BatchClock(args.warmup)
     trainer = build(cfg.trainer, max_epochs=1, callbacks=[clock], logger=False, enable_checkpointing=False,

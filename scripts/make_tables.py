@@ -5,7 +5,7 @@
 Table 1 averages the runs of `python train.py experiment=table1`, Table 6 those of
 `experiment=table6`: a run counts when its config.yaml is the config Hydra composes for
 that experiment at the run's task, beta and seed (keys that do not change the number,
-rine.logged.NOT_COMPARED, aside), and each (task, beta, seed) counts once. Every other run
+rine.results.NOT_COMPARED, aside), and each (task, beta, seed) counts once. Every other run
 under --runs (another setting, a short debug run, a copy, a failed, unfinished or invalid
 run, a null or NaN estimate) is listed with the reason and never averaged in. The tasks
 and betas of each table are the experiment's sweep (configs/experiment/<table>.yaml).
@@ -28,9 +28,10 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 
 from rine.errors import RineError  # noqa: E402
-from rine.logged import check_out_dir, experiment_points, load_results, match_experiment, write_text_atomic  # noqa: E402
+from rine.files import check_out_dir, write_text_atomic  # noqa: E402
+from rine.results import experiment_points, load_results, match_experiment  # noqa: E402
 from rine.references import DIT_MEASURES, describe, dit_references  # noqa: E402
-from rine.run import build, compose_config  # noqa: E402
+from rine.config import build, compose_config  # noqa: E402
 from rine.stats import CI_LEVEL, format_ci, format_mean_std, mean_std, t_interval  # noqa: E402
 
 TASKS = {"unq": "UNQ", "and": "AND", "rdnxor": "RDNXOR", "imperfectrdn": "IMPERFECTRDN"}

@@ -31,7 +31,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rine.errors import RineError  # noqa: E402
-from rine.logged import check_out_dir, describe_settings, load_results, save_figure_atomic, setting_groups  # noqa: E402
+from rine.files import check_out_dir, save_figure_atomic  # noqa: E402
+from rine.results import describe_settings, load_results, setting_groups  # noqa: E402
 from rine.stats import format_mean_std, mean_std  # noqa: E402
 
 EXPERIMENTS = {"left": "figure1_left", "right": "figure1_right"}

@@ -27,8 +27,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rine.errors import RineError  # noqa: E402
-from rine.logged import (  # noqa: E402
-    check_out_dir, describe_settings, last_epochs, load_curves, load_results, save_figure_atomic, setting_groups)
+from rine.files import check_out_dir, save_figure_atomic  # noqa: E402
+from rine.results import describe_settings, last_epochs, load_curves, load_results, setting_groups  # noqa: E402
 from rine.stats import format_mean_std, mean_std  # noqa: E402
 
 COLORS = {"annealed": "tab:blue", "fixed": "tab:red"}

@@ -2,7 +2,7 @@
 
     python scripts/plot_views.py [--data-dir DIR] [--out DIR] [--width W] [--cutoff C] [--index I]
 
-One held-out image cut by the code the image tasks train on (rine.images.ImageViews, with
+One held-out image cut by the code the image tasks train on (rine.tasks.images.ImageViews, with
 the training images' channel statistics; no augmentation): CIFAR-10 when --data-dir
 (default $RINE_DATA, else data/) holds cifar-10-batches-py/, otherwise scikit-learn's
 bundled 8x8 digits (offline). Rows: the left and right crops of --width columns (default:
@@ -26,8 +26,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rine.errors import RineError  # noqa: E402
-from rine.images import CIFAR_DIR, CifarTask, DigitsCropTask, ImageViews, default_data_dir  # noqa: E402
-from rine.logged import check_out_dir, save_figure_atomic  # noqa: E402
+from rine.tasks.images import CIFAR_DIR, CifarTask, DigitsCropTask, ImageViews, default_data_dir  # noqa: E402
+from rine.files import check_out_dir, save_figure_atomic  # noqa: E402
 
 NO_CHANNELS = "no colour-channel view: the digits are greyscale (1 channel)"
 OUTSIDE = "#f6d5c0"  # pale orange, in no image: the columns a crop does not see

@@ -60,7 +60,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "outputs" / "trust_cases"))
     args = parser.parse_args()
-    from rine.run import compose_config, quiet_framework_output, run
+    from rine.config import compose_config
+    from rine.console import quiet_framework_output
+    from rine.run import run
 
     quiet_framework_output()
     out = Path(args.out)

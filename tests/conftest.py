@@ -24,7 +24,8 @@ def _quiet_lightning():
 @pytest.fixture
 def train_run(tmp_path):
     """Train through rine.run.run with the given overrides; returns (results, run_dir)."""
-    from rine.run import compose_config, run
+    from rine.config import compose_config
+    from rine.run import run
 
     def _run(*overrides: str, name: str = "run"):
         run_dir = tmp_path / name
@@ -81,7 +82,7 @@ def write_fake_run(root: Path, name: str, overrides: list[str] | None = None, me
     if overrides is not None:
         from omegaconf import OmegaConf
 
-        from rine.run import compose_config
+        from rine.config import compose_config
 
         OmegaConf.save(compose_config(overrides), run_dir / "config.yaml")
     if metrics is not None:

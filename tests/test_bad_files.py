@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rine.arrays import ArraysTask, load_arrays
+from rine.tasks.arrays import ArraysTask, load_arrays
 from rine.errors import RineError
-from rine.images import load_cifar10, read_cifar_batch, read_cifar_meta
+from rine.tasks.images import load_cifar10, read_cifar_batch, read_cifar_meta
 from rine.pmf import load_pmf
 from rine.unpickle import load_plain_pickle
 
@@ -226,9 +226,9 @@ def test_no_half_used_data_a_bad_last_file_stops_the_load(tiny_cifar):
 
 
 def test_oversized_file_is_refused_before_reading(tmp_path, monkeypatch):
-    import rine.images
+    import rine.tasks.images
 
-    monkeypatch.setattr(rine.images, "CIFAR_MAX_BYTES", 100)
+    monkeypatch.setattr(rine.tasks.images, "CIFAR_MAX_BYTES", 100)
     path = tmp_path / "data_batch_1"
     path.write_bytes(GOOD)
     with pytest.raises(RineError, match="larger than any CIFAR-10 file"):

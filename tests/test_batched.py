@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from rine.batched import run_many
-from rine.run import compose_config, run
+from rine.config import compose_config
+from rine.run import run, run_many
 
 POINTS = [("rdnxor", 0, 1), ("rdnxor", 15, 1), ("unq", 15, 1), ("unq", 15, 2)]
 

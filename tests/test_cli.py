@@ -106,7 +106,7 @@ def test_sweep_through_submitit_local_launcher(tmp_path):
 def test_slurm_launcher_config_composes_with_its_knobs():
     from hydra import compose, initialize_config_dir
 
-    from rine.run import CONFIG_DIR
+    from rine.config import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from rine.run import CONFIG_DIR, compose_config, validate_config
+from rine.config import CONFIG_DIR, compose_config, validate_config
 
 GROUP_OPTIONS = [
     (group.name, path.stem)

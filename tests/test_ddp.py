@@ -11,7 +11,8 @@ import torch
 
 from rine.data import Split, TensorBatches
 from rine.errors import RineError
-from rine.run import compose_config, run, validate_config
+from rine.config import compose_config, validate_config
+from rine.run import run
 
 ROOT = Path(__file__).resolve().parent.parent
 # Short RDNXOR runs. BatchNorm off: without SyncBatchNorm (GPU only) each process would
@@ -66,26 +67,22 @@ def test_two_gloo_processes_give_the_one_process_result(tmp_path, train_run):
 
 
 def test_ddp_follower_resumes_where_rank_zero_decided(tmp_path, monkeypatch):
-    import rine.run
-
-    cfg = compose_config(["trainer.max_epochs=1"])
+    one_epoch = compose_config(["trainer.max_epochs=1", "report.last_epochs=1"])
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(RineError, match="found no run begun by rank 0"):
-        run(cfg, tmp_path)
+        run(one_epoch, tmp_path)
+    monkeypatch.delenv("LOCAL_RANK")
+    first = run(one_epoch, tmp_path)  # rank 0's first epoch, and its checkpoint
     checkpoint = tmp_path / "checkpoints" / "last.ckpt"
-    (tmp_path / "results.json").write_text(json.dumps({"status": "running", "resume_from": str(checkpoint)}))
-    seen = {}
-
-    def fake_train(cfg, task, run_dir, resume_from=None):
-        seen["resume_from"] = resume_from
-        return {"redundancy_bits": 0.5}
-
-    monkeypatch.setattr(rine.run, "_train", fake_train)
-    results = run(cfg, tmp_path)
-    assert seen["resume_from"] == checkpoint
-    assert results["redundancy_bits"] == 0.5
-    assert json.loads((tmp_path / "results.json").read_text())["status"] == "running"  # untouched
-
+    running = {"status": "running", "resume_from": str(checkpoint)}
+    (tmp_path / "results.json").write_text(json.dumps(running))
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    results = run(compose_config(["trainer.max_epochs=2", "report.last_epochs=1"]), tmp_path)
+    # The follower continued rank 0's checkpoint (epoch 0 is the one already trained) ...
+    assert results["epochs"] == 2
+    assert results["curve"]["redundancy_bits"][0] == pytest.approx(first["curve"]["redundancy_bits"][0], abs=1e-9)
+    # ... and wrote nothing: results.json is rank 0's.
+    assert json.loads((tmp_path / "results.json").read_text()) == running
 
 def test_pid_mode_and_ddp_are_refused_together():
     with pytest.raises(RineError, match="mode=pid cannot run under trainer=ddp"):

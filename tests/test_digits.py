@@ -3,8 +3,8 @@
 import pytest
 
 from rine.errors import RineError
-from rine.images import DigitsCropTask
-from rine.run import compose_config
+from rine.tasks.images import DigitsCropTask
+from rine.config import compose_config
 
 
 def test_views_are_the_left_and_right_columns_of_the_digits():

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from rine.data import DiscreteTask
+from rine.tasks.discrete import DiscreteTask
 from rine.errors import RineError
 from rine.info import gacs_korner_redundancy_bits, mutual_information_bits
-from rine.run import compose_config
+from rine.config import compose_config
 from rine.tasks.embedded import EmbeddedTask, fano_loss_bits, separability, symbol_points
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,7 +151,7 @@ def test_a_short_run_lands_near_the_truth(train_run):
 
 
 def test_a_sweep_trains_batched(tmp_path):
-    from rine.batched import run_many
+    from rine.run import run_many
 
     cfgs = [compose_config(["task=embedded", "task.dim=32", "trainer.max_epochs=2", f"seed={s}"]) for s in (0, 1)]
     results = run_many(cfgs, [tmp_path / "s0", tmp_path / "s1"])

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from rine.estimator import BetaSchedule, ConstraintControl, RedundancyEstimator, prediction_distance, scheduled_beta
-from rine.run import summarize
+from rine.estimator import BetaSchedule, RedundancyEstimator
+from rine.objective import ConstraintControl, prediction_distance, scheduled_beta
+from rine.training import summarize
 
 
 def test_distance_two_sources_by_hand():
@@ -92,17 +93,34 @@ class ConstantLogits(nn.Module):
         return self.logits.expand(len(x), -1)
 
 
+def heldout_metrics(decoders, y, h_y_bits, eval_batch_size=None, **kwargs) -> dict:
+    """One epoch through Lightning's loop, as a run trains (lr 0: the decoders stay as given);
+    returns the epoch's row of the module's history."""
+    import functools
+
+    import lightning.pytorch as pl
+
+    from rine.data import Split, TensorBatches
+
+    module = RedundancyEstimator(decoders, h_y_bits=h_y_bits, optimizer=functools.partial(torch.optim.SGD, lr=0.0),
+                                 **kwargs)
+    split = Split([torch.zeros(len(y), 1) for _ in decoders], y)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(module, TensorBatches(split, len(y), shuffle=True),
+                TensorBatches(split, eval_batch_size or len(y), shuffle=False))
+    assert len(module.history) == 1
+    return module.history[0]
+
+
 def test_reported_bits_are_h_y_minus_mean_cross_entropy():
     # Decoder 1 predicts uniform over 4 classes (CE = 2 bits); decoder 2 puts prob 1/2 on
     # the true class 0 and 1/6 elsewhere (CE = 1 bit). With H(Y) = 2 bits:
     # usable = 0 and 1 bits, redundancy = 2 - 1.5 = 0.5 bits.
     uniform = ConstantLogits([0.0, 0.0, 0.0, 0.0])
     half = ConstantLogits([math.log(3.0), 0.0, 0.0, 0.0])
-    module = RedundancyEstimator([uniform, half], h_y_bits=2.0, optimizer=torch.optim.SGD,
-                                 distance_normalization="classes")
     y = torch.zeros(8, dtype=torch.long)
-    module.validation_step(([torch.zeros(8, 1), torch.zeros(8, 1)], y), 0)
-    metrics = module._epoch_metrics("val")
+    metrics = heldout_metrics([uniform, half], y, h_y_bits=2.0, distance_normalization="classes")
     assert metrics["val/usable_info_bits_x1"] == pytest.approx(0.0, abs=1e-6)
     assert metrics["val/usable_info_bits_x2"] == pytest.approx(1.0, abs=1e-6)
     assert metrics["val/redundancy_bits"] == pytest.approx(0.5, abs=1e-6)
@@ -116,10 +134,8 @@ def test_reported_bits_are_h_y_minus_mean_cross_entropy():
 def test_standard_error_of_the_heldout_mean_by_hand():
     # One decoder, uniform over 2 classes except for its confident class 0: per-sample CE is
     # -ln p(y): ln(1/0.8) for y = 0 and ln(1/0.2) for y = 1.
-    module = RedundancyEstimator([ConstantLogits([math.log(4.0), 0.0])], h_y_bits=1.0, optimizer=torch.optim.SGD)
     y = torch.tensor([0, 0, 0, 1])
-    module.validation_step(([torch.zeros(4, 1)], y), 0)
-    metrics = module._epoch_metrics("val")
+    metrics = heldout_metrics([ConstantLogits([math.log(4.0), 0.0])], y, h_y_bits=1.0)
     ce_bits = torch.tensor([math.log2(1 / 0.8)] * 3 + [math.log2(1 / 0.2)], dtype=torch.float64)
     assert metrics["val/redundancy_bits"] == pytest.approx(1.0 - ce_bits.mean().item(), abs=1e-6)
     assert metrics["val/redundancy_se_bits"] == pytest.approx((ce_bits.std(unbiased=True) / 2).item(), rel=1e-4)
@@ -138,13 +154,6 @@ def test_to_mean_distance_equals_all_pairs_for_two_sources_and_by_hand_for_three
     assert prediction_distance(probs, "none", "to_mean").item() == pytest.approx(16 / 9)
 
 
-def test_unknown_distance_pairs_is_a_rine_error():
-    from rine.errors import RineError
-
-    with pytest.raises(RineError, match="distance.pairs='some'; choose one of all, to_mean"):
-        RedundancyEstimator([nn.Linear(1, 2)], h_y_bits=1.0, optimizer=torch.optim.SGD, distance_pairs="some")
-
-
 def test_t_interval_by_hand():
     from rine.stats import t_interval
 
@@ -158,19 +167,13 @@ def test_t_interval_by_hand():
 def test_per_class_bits_by_hand_and_absent_class_is_nan_then_null():
     # Decoder 1 is uniform over 4 classes (CE = 2 bits for every sample); decoder 2 puts
     # 1/2 on class 0 (CE = 1 bit for y = 0, log2(6) bits otherwise). H(Y) = 2 bits.
-    module = RedundancyEstimator(
-        [ConstantLogits([0.0] * 4), ConstantLogits([math.log(3.0), 0.0, 0.0, 0.0])],
-        h_y_bits=2.0, optimizer=torch.optim.SGD,
-    )
     y = torch.tensor([0, 0, 1, 0])  # classes 2 and 3 never appear
-    # Two validation batches: the sums must carry across batches.
-    for part in (y[:2], y[2:]):
-        module.validation_step(([torch.zeros(len(part), 1)] * 2, part), 0)
-    metrics = module._epoch_metrics("val")
+    # Two held-out batches of 2: the sums must carry across batches.
+    metrics = heldout_metrics([ConstantLogits([0.0] * 4), ConstantLogits([math.log(3.0), 0.0, 0.0, 0.0])], y,
+                              h_y_bits=2.0, eval_batch_size=2)
     assert metrics["val/redundancy_bits_class0"] == pytest.approx(2 - (2 + 1) / 2)
     assert metrics["val/redundancy_bits_class1"] == pytest.approx(2 - (2 + math.log2(6)) / 2)
     assert math.isnan(metrics["val/redundancy_bits_class2"]) and math.isnan(metrics["val/redundancy_bits_class3"])
-    metrics.update({"val/usable_info_bits_x1": 0.0, "val/usable_info_bits_x2": 0.0, "beta": 0.0})
     summary = summarize([metrics], last_epochs=1, n_sources=2)
     assert summary["per_class_redundancy_bits"][:2] == pytest.approx([0.5, 2 - (2 + math.log2(6)) / 2])
     assert summary["per_class_redundancy_bits"][2:] == [None, None]

@@ -87,7 +87,7 @@ def test_right_panel_keeps_each_width_of_a_width_sweep_apart(tmp_path, script):
 
 
 def test_right_panel_colour_scale_runs_from_zero_to_the_label_entropy(tmp_path):
-    from rine.logged import load_results
+    from rine.results import load_results
 
     runs = tmp_path / "runs"
     for seed in (0, 1):

@@ -84,7 +84,7 @@ def test_views_are_the_training_views(tiny_cifar):
 def test_every_pdf_embeds_truetype_fonts(tmp_path):
     import matplotlib.pyplot as plt
 
-    from rine.logged import save_figure_atomic
+    from rine.files import save_figure_atomic
 
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1], label="β = 50, I∩ (bits)")

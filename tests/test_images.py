@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from rine.errors import RineError
-from rine.images import CifarTask, ImageViews, load_cifar10
+from rine.tasks.images import CifarTask, ImageViews, load_cifar10
 from rine.models import ResNet18
-from rine.run import compose_config
+from rine.config import compose_config
 
 from conftest import CIFAR_CLASSES as CLASSES
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import rine.tasks.mnist as mnist
-from rine.data import DiscreteTask
+from rine.tasks.discrete import DiscreteTask
 from rine.errors import RineError
-from rine.images import _channel_stats
-from rine.run import compose_config
+from rine.tasks.images import channel_stats
+from rine.config import compose_config
 from rine.tasks.mnist import MnistCropTask, MnistEmbeddedTask, load_mnist, mnist_pools
 
 FAKE_RECOGNITION = {"heldout_accuracy": 0.9, "per_digit_accuracy": [0.9] * 10, "classifier": "stub", "note": "stub"}
@@ -48,7 +48,7 @@ def _index_of_images():
     """Normalised image bytes -> the dataset indices showing it, to find which image a sample shows."""
     images, _ = load_mnist()
     train, _ = mnist_pools()
-    (mean,), (std,) = _channel_stats(images[train])
+    (mean,), (std,) = channel_stats(images[train])
     found = defaultdict(set)
     for i, image in enumerate(mnist._normalize(images, mean, std)):
         found[image.numpy().tobytes()].add(i)

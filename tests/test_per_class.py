@@ -6,7 +6,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from rine.run import compose_config
+from rine.config import compose_config
 
 
 def test_canonical_per_class_values_average_to_the_redundancy(train_run):

