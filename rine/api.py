@@ -139,20 +139,51 @@ class Decomposition:
         return _frame(rows + [self.disagreement.row("disagreement")])
 
 
-def _train_seeds(mode: str, sources, y, beta: float, seeds, epochs, run_dir, overrides, name) -> tuple[list[int], list[dict], list[str] | None]:
-    from rine.config import compose_config
+def _checked_arguments(seeds, epochs, level, run_dir, overrides) -> list[int]:
+    """The API's own arguments, checked before anything trains; returns the seeds as a list.
+    Raises RineError with one sentence for each kind of mistake."""
+    from rine.errors import RineError
+
+    def is_int(value) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+    if is_int(seeds):
+        if seeds < 1:
+            raise RineError(f"seeds={seeds} is invalid; give how many seeds (>= 1) or a list of seeds")
+        seeds = list(range(int(seeds)))
+    elif isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence | np.ndarray):
+        raise RineError(f"seeds={seeds!r} is invalid; give how many seeds (an integer >= 1) or a list of seeds")
+    else:
+        if not seeds or not all(is_int(s) and s >= 0 for s in seeds):
+            raise RineError(f"seeds={list(seeds)!r} is invalid; give a non-empty list of integers >= 0")
+        if len(set(int(s) for s in seeds)) != len(seeds):
+            raise RineError(f"seeds={list(seeds)!r} repeats a seed, which would count one run twice; give distinct seeds")
+        seeds = [int(s) for s in seeds]
+    if epochs is not None and not (is_int(epochs) and epochs >= 1):
+        raise RineError(f"epochs={epochs!r} is invalid; give an integer >= 1 (or None for the config's)")
+    if not isinstance(level, (int, float)) or isinstance(level, bool) or not 0 < level < 1:
+        raise RineError(f"level={level!r} is invalid; give the confidence level in (0, 1), e.g. 0.95")
+    if run_dir is not None and Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise RineError(f"run_dir={str(run_dir)!r} is a file; give a folder for the runs")
+    if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
+        raise RineError(f"overrides={overrides!r} is invalid; give a list of train.py overrides, "
+                        "e.g. ['model.decoder.hidden=[64,32]']")
+    return seeds
+
+
+def _train_seeds(mode: str, sources, y, beta: float, seeds, epochs, run_dir, overrides, level, name
+                 ) -> tuple[list[int], list[dict], list[str] | None]:
+    from rine.config import check_overrides, compose_config
     from rine.console import quiet_framework_output
-    from rine.run import run
+    from rine.run import run_many
     from rine.tasks.arrays import check_arrays
 
+    seeds = _checked_arguments(seeds, epochs, level, run_dir, overrides)
+    overrides = list(overrides)
+    check_overrides(overrides)  # a typo is named, with the closest settings
     sources = list(sources)
     # Checked here too, so a mistake is named in the caller's terms and not a temp file's.
     check_arrays(sources, y, where=f"rine.{'decompose' if mode == 'pid' else 'estimate_redundancy'}")
-    seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    if not seeds:
-        from rine.errors import RineError
-
-        raise RineError("seeds must be a positive number or a list of seeds")
     quiet_framework_output()
     keep = run_dir is not None
     with (nullcontext(str(run_dir)) if keep else tempfile.TemporaryDirectory(prefix="rine-")) as root:
@@ -168,13 +199,16 @@ def _train_seeds(mode: str, sources, y, beta: float, seeds, epochs, run_dir, ove
         if not data_file.is_file():
             np.savez(data_file, **arrays)
         base = [f"mode={mode}", "task=arrays", f"beta={beta}", *([f"trainer.max_epochs={epochs}"] if epochs else [])]
-        all_results = []
+        cfgs = []
         for seed in seeds:
             cfg = compose_config([*base, f"seed={seed}", *overrides])
             # Set after composing: a path is not always a valid override value (spaces, '=').
             cfg.data_file = str(data_file)
             cfg.task.name = name
-            all_results.append(run(cfg, root / f"seed{seed}"))
+            cfgs.append(cfg)
+        # One folder per data set: a kept run_dir reused with other data keeps both sets of runs.
+        # The seeds train as one batched computation where they can (rine.batched).
+        all_results = run_many(cfgs, [root / data_file.stem / f"seed{seed}" for seed in seeds])
     run_dirs = [r["run_dir"] for r in all_results] if keep else None
     for category, flagged in ((InvalidEstimateWarning, lambda r: r.get("valid") is False),
                               (DisagreementWarning, lambda r: r.get("constraint_met") is False)):
@@ -210,7 +244,7 @@ def estimate_redundancy(
     ["model.decoder.hidden=[64,32]", "distance.pairs=to_mean"]. A DisagreementWarning
     says when the decoders still disagree (see distance.warn_above).
     """
-    seeds, results, run_dirs = _train_seeds("estimate", sources, y, beta, seeds, epochs, run_dir, overrides, name)
+    seeds, results, run_dirs = _train_seeds("estimate", sources, y, beta, seeds, epochs, run_dir, overrides, level, name)
     n = results[0]["n_sources"]
     return RedundancyResult(
         redundancy=_over([r["redundancy_bits"] for r in results], level),
@@ -238,7 +272,7 @@ def decompose(
     Same arguments as estimate_redundancy. Atoms per seed come from that seed's runs
     (UI_i = I(Xi;Y) − I∩, SI = I(X1,X2;Y) − UI_1 − UI_2 − I∩), then are averaged.
     """
-    seeds, results, run_dirs = _train_seeds("pid", sources, y, beta, seeds, epochs, run_dir, overrides, name)
+    seeds, results, run_dirs = _train_seeds("pid", sources, y, beta, seeds, epochs, run_dir, overrides, level, name)
     pids = [r["pid"] for r in results]
     n = len(pids[0]["usable"])
     two = pids[0]["unique"] is not None
