@@ -36,7 +36,20 @@ def _mixed_precision(accelerator: str) -> str:
     return "bf16-mixed" if _on_gpu(accelerator) else "32-true"
 
 
+def _job_dirname(overrides) -> str:
+    """A sweep job's folder name from its overrides ('beta=5,seed=0,task=unq'), flat: a path
+    value is shown by its file's stem, so `pmf_file=/abs/a.csv` gives 'pmf_file=a', not nested folders."""
+    parts = []
+    for override in sorted(str(o) for o in overrides):
+        key, _, value = override.partition("=")
+        if "/" in value:
+            value = Path(value.strip("'\"")).stem
+        parts.append(f"{key}={value}")
+    return ",".join(parts)
+
+
 OmegaConf.register_new_resolver("rine_precision", _mixed_precision, replace=True)
+OmegaConf.register_new_resolver("rine_job_dirname", _job_dirname, replace=True)
 # configs/trainer/ddp.yaml: torch's SyncBatchNorm runs on GPUs only.
 OmegaConf.register_new_resolver("rine_on_gpu", _on_gpu, replace=True)
 
@@ -285,6 +298,8 @@ def validate_config(cfg: DictConfig) -> None:
         )
     if not isinstance(cfg.report.last_epochs, int) or cfg.report.last_epochs < 1:
         raise RineError(f"report.last_epochs={cfg.report.last_epochs} is invalid; average at least 1 epoch")
+    if cfg.report.progress not in ("auto", "bar", "lines", "none"):
+        raise RineError(f"report.progress={cfg.report.progress} is unknown; choose one of: auto, bar, lines, none")
     tolerance = cfg.report.bounds_tolerance_bits
     if not _is_number(tolerance) or tolerance < 0:
         raise RineError(f"report.bounds_tolerance_bits={tolerance} is invalid; use a number of bits >= 0")

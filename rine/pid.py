@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -113,12 +114,22 @@ def train_pid(cfg: DictConfig, task, run_dir: Path) -> dict:
     Every number comes from the same trainer (rine.training.fit) and reduction (mean of the
     last `report.last_epochs` held-out epochs).
     """
+    def show(what: str) -> None:  # which training runs (report.progress=none: quiet)
+        if cfg.report.progress != "none":
+            print(f"mode=pid: training {what}", file=sys.stderr, flush=True)
+
+    show(f"the redundancy (all sources, β = {cfg.beta:g})")
     outcome = fit(cfg, task, run_dir)
     n = outcome["n_sources"]
     usable_cfg = OmegaConf.merge(cfg, {"beta": 0})
     runs = {f"usable_x{i + 1}": SourceSubset(task, [i]) for i in range(n)}
     runs["joint"] = SourceSubset(task, None)
-    trained = {name: fit(usable_cfg, subset, run_dir / "pid" / name) for name, subset in runs.items()}
+    trained = {}
+    for k, (name, subset) in enumerate(runs.items(), start=2):
+        what = "the joint usable information (all sources as one)" if name == "joint" else \
+            f"the usable information of {name.split('_')[1]} alone"
+        show(f"{k}/{n + 2}: {what}, β = 0")
+        trained[name] = fit(usable_cfg, subset, run_dir / "pid" / name)
     bits = {name: r["redundancy_bits"] for name, r in trained.items()}
     errors = {name: r.get("redundancy_se_bits") or 0.0 for name, r in trained.items()}
     usable_names = [f"usable_x{i + 1}" for i in range(n)]

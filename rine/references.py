@@ -34,6 +34,12 @@ DIT_MEASURES = {
     "i_prec": "PID_Prec",
 }
 DIT_SEED = 0  # PID_GH starts its optimiser at random: seed it so the cache is reproducible
+# Computed for a new pmf by default: exact and quick (milliseconds once dit is loaded). The
+# optimisers I_GH and I∩^≺ can take minutes to hours: they are computed only when asked for.
+FAST_MEASURES = ("i_broja", "i_mmi", "i_min")
+# Address space of the child computing dit's measures: an optimiser once tried to allocate
+# terabytes; past the cap it fails (reported as an error) instead of swapping the machine.
+MEMORY_CAP_BYTES = 4 << 30
 
 
 def user_cache_path() -> Path:
@@ -69,6 +75,12 @@ def _to_dit(pmf: JointPmf):
 def _dit_worker(pmf: JointPmf, names: list[str], results: multiprocessing.Queue) -> None:
     """Computes each measure in turn and reports it as soon as it is done."""
     try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP_BYTES, MEMORY_CAP_BYTES))
+    except (ImportError, ValueError, OSError):
+        pass  # no cap where the platform has none (the time budget still holds)
+    try:
         import dit.pid
 
         distribution = _to_dit(pmf)
@@ -85,20 +97,29 @@ def _dit_worker(pmf: JointPmf, names: list[str], results: multiprocessing.Queue)
             results.put((name, "ok", float(pid.get_red(bottom))))
         except ImportError as error:  # e.g. PID_Prec's optional solver
             results.put((name, "unavailable", f"{type(error).__name__}: {error}"))
+        except MemoryError:
+            results.put((name, "error", f"needed more than the {MEMORY_CAP_BYTES >> 30} GiB memory cap"))
         except Exception as error:  # noqa: BLE001 - a solver failure is reported, not raised
             results.put((name, "error", f"{type(error).__name__}: {error}"))
 
 
-def compute_dit_measures(pmf: JointPmf, names: list[str], timeout_s: float) -> dict[str, dict]:
-    """dit measures computed in a child process; each gets `timeout_s` seconds.
+def compute_dit_measures(pmf: JointPmf, names: list[str], timeout_s: float,
+                         budget_s: float | None = None) -> dict[str, dict]:
+    """dit measures computed in a child process (memory-capped); each gets `timeout_s` seconds,
+    and all of them together at most `budget_s` (None: no total), child start-up included.
 
-    A measure that runs out of time is recorded as a timeout and the child is killed;
-    the measures after it start again in a fresh child.
+    A measure that runs out of time is recorded as a timeout and the child is killed; the
+    measures after it start again in a fresh child. Those the total budget leaves no time for
+    are "not computed (budget)" (not cached: a later run with time may compute them).
     """
     entries: dict[str, dict] = {}
     pending = list(names)
     context = multiprocessing.get_context("spawn")
+    deadline = None if budget_s is None else time.perf_counter() + budget_s
     while pending:
+        if deadline is not None and time.perf_counter() >= deadline:
+            entries.update({name: {"status": "not computed (budget)"} for name in pending})
+            break
         results = context.Queue()
         worker = context.Process(target=_dit_worker, args=(pmf, pending, results), daemon=True)
         start = time.perf_counter()
@@ -106,11 +127,18 @@ def compute_dit_measures(pmf: JointPmf, names: list[str], timeout_s: float) -> d
         startup_s = 15.0  # the first wait also covers the child's start-up and dit's import
         try:
             while pending:
+                wait = timeout_s + startup_s
+                if deadline is not None:
+                    wait = min(wait, max(deadline - time.perf_counter(), 0.0))
                 try:
-                    name, status, value = results.get(timeout=timeout_s + startup_s)
+                    name, status, value = results.get(timeout=wait)
                     startup_s = 0.0
                 except queue.Empty:
-                    entries[pending.pop(0)] = {"status": "timeout", "timeout_s": timeout_s}
+                    if deadline is not None and time.perf_counter() >= deadline:
+                        entries.update({name: {"status": "not computed (budget)"} for name in pending})
+                        pending = []
+                    else:
+                        entries[pending.pop(0)] = {"status": "timeout", "timeout_s": timeout_s}
                     break
                 entry = {"status": status, "seconds": round(time.perf_counter() - start, 2), "timeout_s": timeout_s}
                 entry["value" if status == "ok" else "message"] = value
@@ -137,7 +165,7 @@ def _write_cache(path: Path, cache: dict) -> None:
 
 
 def _needs_computing(entry: dict | None, timeout_s: float) -> bool:
-    if entry is None:
+    if entry is None or entry.get("status") == "not computed (budget)":
         return True
     # A timeout under a smaller budget than today's is worth another try.
     return entry["status"] == "timeout" and entry.get("timeout_s", 0) < timeout_s
@@ -149,11 +177,11 @@ def dit_references(
     measures: tuple[str, ...] = tuple(DIT_MEASURES),
     cache_path: Path | None = None,
     name: str | None = None,
+    budget_s: float | None = None,
 ) -> dict[str, dict]:
-    """{measure: cache entry} for every measure, computing (and caching) what is missing.
-
-    The shipped cache is consulted first; new results go to `cache_path` (default: the
-    user cache). timeout_s = 0 reads the caches only.
+    """{measure: entry} for every dit measure: cached values first (the shipped cache, then the
+    user's); the missing ones among `measures` are computed (each within `timeout_s`, all within
+    `budget_s`) and cached; the others are "not requested". timeout_s = 0 reads the caches only.
     """
     key = pmf_key(pmf)
     cache_path = cache_path or user_cache_path()
@@ -162,13 +190,14 @@ def dit_references(
     known = {**cache.get(key, {}), **shipped}  # the shipped cache was made with the larger budget
     missing = [m for m in measures if timeout_s > 0 and _needs_computing(known.get(m), timeout_s)]
     if missing:
-        known.update(compute_dit_measures(pmf, missing, timeout_s))
+        known.update(compute_dit_measures(pmf, missing, timeout_s, budget_s))
         cache = _read_cache(cache_path)  # re-read: another run may have written meanwhile
-        cache[key] = {**cache.get(key, {}), **{m: known[m] for m in measures if m in known}}
+        computed = {m: known[m] for m in missing if known[m]["status"] != "not computed (budget)"}
+        cache[key] = {**cache.get(key, {}), **computed}
         if name:
             cache[key]["name"] = name
         _write_cache(cache_path, cache)
-    return {m: known.get(m, {"status": "not computed"}) for m in measures}
+    return {m: known.get(m, {"status": "not computed" if m in measures else "not requested"}) for m in DIT_MEASURES}
 
 
 def describe(entry: dict, digits: int = 3) -> str:

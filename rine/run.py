@@ -190,9 +190,10 @@ def run_many(
     return results
 
 
-def print_report(results: dict) -> None:
-    """What train.py prints of a run: the summary line, then on stderr each warning, naming the run."""
-    print(format_summary(results), flush=True)
+def print_report(results: dict, prefix: str = "") -> None:
+    """What train.py prints of a run: the summary line (after `prefix`, e.g. a sweep's progress),
+    then on stderr each warning, naming the run."""
+    print(prefix + format_summary(results), flush=True)
     for warning in run_warnings(results):
         print(f"warning: {results['run_dir']}: {warning}", file=sys.stderr, flush=True)
 

@@ -15,7 +15,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig
 
 from rine.config import build, constraint_control
-from rine.console import quiet_framework_output
+from rine.console import EpochLines, quiet_framework_output
 from rine.data import TaskData, TensorBatches, check_splits, seed_all
 from rine.errors import RineError
 from rine.estimator import BetaSchedule, RedundancyEstimator
@@ -157,8 +157,25 @@ def _finish_loggers(loggers: list) -> None:
             wandb.finish()  # each multirun job gets its own W&B run
 
 
-def build_estimator(cfg: DictConfig, data: TaskData, run_dir: Path | None = None) -> RedundancyEstimator:
-    """The decoders (one per source, cfg.model.decoder) and the objective, as a LightningModule."""
+def progress_display(cfg: DictConfig, data: TaskData) -> str:
+    """How a training shows its progress: "bar" (Lightning's, on a terminal), "lines" (one per
+    epoch on stderr, for logs) or "none". report.progress=auto shows it for the long runs, those
+    on images or with convolutional decoders; the canonical one-liners stay quiet."""
+    import sys
+
+    if cfg.report.progress != "auto":
+        return cfg.report.progress
+    long = data.views is not None or cfg.model.decoder._target_ != "rine.models.MLP"
+    if not long:
+        return "none"
+    return "bar" if sys.stderr.isatty() else "lines"
+
+
+def build_estimator(cfg: DictConfig, data: TaskData, run_dir: Path | None = None,
+                    progress: str = "none") -> RedundancyEstimator:
+    """The decoders (one per source, cfg.model.decoder) and the objective, as a LightningModule;
+    with run_dir, csv/metrics.csv is rewritten after every epoch (and a line printed with
+    progress="lines")."""
     if data.views is not None:  # image tasks: the sources are cut from raw images per batch
         shapes = data.views.shapes
     else:
@@ -175,8 +192,19 @@ def build_estimator(cfg: DictConfig, data: TaskData, run_dir: Path | None = None
         views=data.views,
         batch_norm_split=data.train if cfg.model.precise_batch_norm else None,
         eval_batch_size=cfg.model.eval_batch_size,
-        log_history=(lambda history: write_metrics_csv(run_dir, history)) if run_dir is not None else None,
+        log_history=_history_logger(run_dir, progress, cfg) if run_dir is not None else None,
     )
+
+
+def _history_logger(run_dir: Path, progress: str, cfg: DictConfig):
+    lines = EpochLines(cfg.trainer.max_epochs) if progress == "lines" else None
+
+    def log(history: list[dict]) -> None:
+        write_metrics_csv(run_dir, history)
+        if lines is not None:
+            lines(history)
+
+    return log
 
 
 def fit(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None) -> dict:
@@ -191,7 +219,8 @@ def fit(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None) -
     seed_all(cfg.seed)
     data = task.setup(cfg.seed)
     check_splits(data)
-    module = build_estimator(cfg, data, run_dir)
+    progress = progress_display(cfg, data)
+    module = build_estimator(cfg, data, run_dir, progress)
     callbacks = [BetaSchedule(cfg.beta, cfg.gamma, cfg.beta_schedule, constraint_control(cfg))]
     if cfg.trainer.enable_checkpointing:
         callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=run_dir / CHECKPOINT.parent, filename=CHECKPOINT.stem,
@@ -199,7 +228,7 @@ def fit(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None) -
     # Lightning's CSV logger starts its file afresh: keep the epochs logged before a kill.
     loggers = _build_loggers(cfg, run_dir)
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir),
-                    plugins=[AtomicCheckpointIO()])
+                    plugins=[AtomicCheckpointIO()], enable_progress_bar=progress == "bar")
     if data.views is not None:
         # Images are decoded once and kept on the training device: batches are cut there.
         device = trainer.strategy.root_device

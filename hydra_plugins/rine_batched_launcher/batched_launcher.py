@@ -85,9 +85,10 @@ class BatchedLauncher(Launcher):
             returns[i] = self._job(sweep_config, overrides, initial_job_idx + i, collect)
 
         workers = self.n_jobs if self.n_jobs > 0 else os.cpu_count() or 1
+        progress = SweepProgress(len(job_overrides))
         try:
             results = run_many([c for _, c, _ in batched], [d for _, _, d in batched], workers=workers,
-                               on_result=print_report)
+                               on_result=lambda result: print_report(result, prefix=progress.step()))
         except RineError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
@@ -95,5 +96,23 @@ class BatchedLauncher(Launcher):
             returns[i].return_value = result["redundancy_bits"]
             returns[i].status = JobStatus.COMPLETED
         for i, sweep_config in one_by_one:
+            print(f"{progress.step()}{' '.join(filter_overrides(job_overrides[i]))}: training", file=sys.stderr, flush=True)
             returns[i] = self._job(sweep_config, job_overrides[i], initial_job_idx + i, self.task_function)
         return returns
+
+
+class SweepProgress:
+    """'[3/36, ETA 2 min] ': how far a sweep is, put before each run's line."""
+
+    def __init__(self, total: int):
+        import time
+
+        self.total, self.done, self.clock = total, 0, time.perf_counter
+        self.start = self.clock()
+
+    def step(self) -> str:
+        from rine.console import duration
+
+        self.done += 1
+        left = (self.clock() - self.start) / self.done * (self.total - self.done)
+        return f"[{self.done}/{self.total}, ETA {duration(left)}] " if self.done < self.total else f"[{self.done}/{self.total}] "

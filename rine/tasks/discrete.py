@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from rine.data import Split, TaskData, check_heldout_size
 from rine.errors import RineError
 from rine.pmf import load_pmf, resolve_pmf_path
-from rine.references import DIT_MEASURES, dit_references
+from rine.references import DIT_MEASURES, FAST_MEASURES, dit_references
 
 
 class DiscreteTask:
@@ -23,8 +23,10 @@ class DiscreteTask:
     this distribution, as [low, high] (equal for a point value), e.g. [i_wedge, i_wedge]
     for RDNXOR or [i_wedge, min_mi_sources] for AND's [0, 0.311] bits; null: what the pmf
     file's `# true_redundancy:` line says (the shipped tables have one), else unknown.
-    dit's measures (I_GH, BROJA, MMI, I_min, I∩^≺) come from the cache, or are computed
-    with `reference_timeout_s` seconds each (0: cache only) and cached.
+    dit's measures come from the caches (rine.references); for a new pmf those listed in
+    `reference_measures` (default: BROJA, MMI, I_min, quick and exact) are computed within
+    `reference_timeout_s` seconds in all (0: cache only) and cached; the optimisers I_GH and
+    I∩^≺ are computed only when listed (they can take minutes: raise the timeout then).
     """
 
     def __init__(
@@ -34,7 +36,8 @@ class DiscreteTask:
         n_samples: int = 10_000,
         holdout_fraction: float = 0.2,
         true_redundancy: list[str] | None = None,
-        reference_timeout_s: float = 30.0,
+        reference_timeout_s: float = 10.0,
+        reference_measures: list[str] | None = None,
     ):
         if not pmf:
             raise RineError("task=pmf needs a distribution: add pmf_file=path/to/pmf.csv (columns x1..xn, y, p)")
@@ -48,6 +51,15 @@ class DiscreteTask:
         self.pmf_file = str(pmf)
         self.pmf = load_pmf(pmf)
         self.source_files = [resolve_pmf_path(pmf)]  # hashed: a complete run is reused only for the same table
+        if not isinstance(reference_timeout_s, (int, float)) or isinstance(reference_timeout_s, bool) \
+                or not 0 <= reference_timeout_s < math.inf:
+            raise RineError(f"task.reference_timeout_s={reference_timeout_s} is invalid; give seconds >= 0 (0: cache only)")
+        measures = list(FAST_MEASURES if reference_measures is None else reference_measures)
+        unknown = [m for m in measures if m not in DIT_MEASURES]
+        if unknown:
+            raise RineError(f"task.reference_measures lists {', '.join(map(str, unknown))}; choose from: "
+                            f"{', '.join(DIT_MEASURES)}")
+        self.reference_measures = tuple(measures)
         self.reference_timeout_s = reference_timeout_s
         self.n_samples = n_samples
         self.holdout_fraction = holdout_fraction
@@ -65,7 +77,8 @@ class DiscreteTask:
             measures["true_redundancy"] = [measures[m] for m in self.true_redundancy]
         else:
             measures["true_redundancy"] = None
-        dit_entries = dit_references(self.pmf, self.reference_timeout_s, name=self.name)
+        dit_entries = dit_references(self.pmf, self.reference_timeout_s, self.reference_measures, name=self.name,
+                                     budget_s=self.reference_timeout_s)
         for measure in DIT_MEASURES:
             measures[measure] = dit_entries[measure].get("value")
         measures["dit_status"] = {m: e["status"] for m, e in dit_entries.items()}

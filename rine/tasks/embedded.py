@@ -96,14 +96,15 @@ class EmbeddedTask:
 
     def __init__(self, name: str | None, pmf: str | None, dim: int = 256, noise: float = 0.5, embed_seed: int = 0,
                  n_samples: int = 10_000, holdout_fraction: float = 0.2, true_redundancy: list[str] | None = None,
-                 reference_timeout_s: float = 30.0):
+                 reference_timeout_s: float = 10.0, reference_measures: list[str] | None = None):
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
             raise RineError(f"task.dim={dim} is invalid; the embedding dimension must be an integer >= 1")
         if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not math.isfinite(noise) or noise < 0:
             raise RineError(f"task.noise={noise} is invalid; the noise std must be a number >= 0")
         if not isinstance(embed_seed, int) or isinstance(embed_seed, bool):
             raise RineError(f"task.embed_seed={embed_seed} is invalid; use an integer")
-        self.discrete = DiscreteTask(name, pmf, n_samples, holdout_fraction, true_redundancy, reference_timeout_s)
+        self.discrete = DiscreteTask(name, pmf, n_samples, holdout_fraction, true_redundancy, reference_timeout_s,
+                                     reference_measures)
         self.name, self.pmf_file = self.discrete.name, self.discrete.pmf_file
         self.source_files = self.discrete.source_files
         self.dim, self.noise, self.embed_seed = dim, float(noise), embed_seed

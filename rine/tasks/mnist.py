@@ -151,8 +151,9 @@ class MnistEmbeddedTask:
 
     def __init__(self, name: str | None, pmf: str | None, embed_seed: int = 0, n_samples: int = 10_000,
                  holdout_fraction: float = 0.2, true_redundancy: list[str] | None = None,
-                 reference_timeout_s: float = 30.0):
-        self.discrete = DiscreteTask(name, pmf, n_samples, holdout_fraction, true_redundancy, reference_timeout_s)
+                 reference_timeout_s: float = 10.0, reference_measures: list[str] | None = None):
+        self.discrete = DiscreteTask(name, pmf, n_samples, holdout_fraction, true_redundancy, reference_timeout_s,
+                                     reference_measures)
         self.name, self.pmf_file = self.discrete.name, self.discrete.pmf_file
         self.source_files = self.discrete.source_files
         sizes = [len(s) for s in self.discrete.pmf.source_symbols]
