@@ -31,6 +31,7 @@ from rine.errors import RineError
 from rine.files import save_torch_atomic
 from rine.info import nats_to_bits
 from rine.models import StackedMLPs
+from rine.rundir import readable_checkpoint
 from rine.objective import disagreement_tv, prediction_distance, scheduled_beta, stage_metrics
 
 
@@ -42,9 +43,11 @@ def batch_key(cfg: DictConfig) -> str:
     return json.dumps(plain, sort_keys=True, default=str)
 
 
-def supported(cfg: DictConfig) -> bool:
-    """MLP decoders in mode=estimate on one device (trainer=ddp asked for several)."""
-    return cfg.model.decoder.get("_target_") == "rine.models.MLP" and cfg.mode == "estimate" and not uses_ddp(cfg)
+def supported(cfg: DictConfig, task=None) -> bool:
+    """MLP decoders in mode=estimate on one device (trainer=ddp asked for several), on a task
+    whose sources are in-memory tensors (not cut from images per batch: `task.cut_from_images`)."""
+    return (cfg.model.decoder._target_ == "rine.models.MLP" and cfg.mode == "estimate" and not uses_ddp(cfg)
+            and not getattr(task, "cut_from_images", False))
 
 
 def _stack_sources(datas, split: str, width: int) -> torch.Tensor:
@@ -73,8 +76,6 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
         seed_all(cfg.seed)
         data = task.setup(cfg.seed)
         check_splits(data)
-        if data.views is not None:
-            raise RineError("batched training supports in-memory tasks only; run image tasks one by one")
         datas.append(data)
         mlps += [build(cfg.model.decoder, input_shape=tuple(s.shape[1:]), n_classes=data.n_classes)
                  for s in data.train.sources]
@@ -94,12 +95,15 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
     every_run = torch.arange(runs)[:, None]
     histories: list[list[dict]] = [[] for _ in range(runs)]
     first_epoch = 0
-    if checkpoint is not None and checkpoint.is_file():
+    if checkpoint is not None and checkpoint.is_file() and readable_checkpoint(checkpoint):
         saved = torch.load(checkpoint, weights_only=True)
         if saved["identity"] == identity:  # exactly these runs: else train afresh
             net.load_state_dict(saved["net"])
             optimizer.load_state_dict(saved["optimizer"])  # its lr carries the decay so far
             histories, first_epoch = saved["histories"], saved["epoch"] + 1
+
+    # Read once: a config lookup costs more than a small step's arithmetic.
+    normalize, pairs, smoothing = first.distance.normalize, first.distance.pairs, float(first.distance.smoothing)
 
     def evaluate(x, y):
         """x [R, n, b, width], y [R, b] -> per-run CE [R, n], D [R], TV [R], correct [R, n], per-sample CE [R, n, b]."""
@@ -107,8 +111,8 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
         logits = net(x.reshape(runs * n, b, width)).view(runs, n, b, k)
         ce_samples = -logits.log_softmax(-1).gather(-1, y[:, None, :, None].expand(runs, n, b, 1)).squeeze(-1)
         probs = logits.softmax(-1)
-        distance = prediction_distance(probs, first.distance.normalize, first.distance.pairs, first.distance.smoothing)
-        tv = disagreement_tv(probs.detach(), first.distance.pairs)
+        distance = prediction_distance(probs, normalize, pairs, smoothing)
+        tv = disagreement_tv(probs.detach(), pairs)
         correct = (logits.argmax(-1) == y[:, None]).sum(-1)
         return ce_samples.mean(-1), distance, tv, correct, ce_samples
 
@@ -144,7 +148,7 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
             bad = [c.seed for c, ok in zip(cfgs, torch.isfinite(train[:, -1])) if not ok]
             raise RineError(f"training loss became NaN/inf in epoch {epoch} (seeds {bad}); lower the learning rate or beta")
 
-        if first.model.get("precise_batch_norm"):
+        if first.model.precise_batch_norm:
             net.recalibrate(x_train.reshape(runs * n, n_train, width))
         net.eval()
         with torch.no_grad():

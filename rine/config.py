@@ -236,6 +236,8 @@ def validate_config(cfg: DictConfig) -> None:
     _check_known_keys(cfg)
     if cfg.mode not in MODES:
         raise RineError(f"mode={cfg.mode} is unknown; choose one of: {', '.join(MODES)}")
+    if cfg.engine not in ("auto", "lightning"):
+        raise RineError(f"engine={cfg.engine} is unknown; choose one of: auto, lightning")
     beta = cfg.beta
     if not _is_number(beta) or beta < 0:
         raise RineError(f"beta={beta} is invalid; the agreement weight must be a number >= 0")

