@@ -35,11 +35,19 @@ from rine.rundir import readable_checkpoint
 from rine.objective import disagreement_tv, prediction_distance, scheduled_beta, stage_metrics
 
 
-def batch_key(cfg: DictConfig) -> str:
-    """Configs that differ only in seed and β (and logger) can train as one computation."""
+def batch_key(cfg: DictConfig, task=None) -> str:
+    """Configs that differ only in seed and β (and logger) can train as one computation; so can
+    discrete tasks of different tables with the same number of sources (their inputs pad to one
+    width, their classes to one K)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     for key in ("seed", "beta", "logger"):
         plain.pop(key, None)
+    pmf = getattr(task, "pmf", None)
+    if pmf is not None:
+        for key in ("name", "pmf", "true_redundancy"):
+            plain["task"].pop(key, None)
+        plain.pop("pmf_file", None)
+        plain["n_sources"] = pmf.n_sources
     return json.dumps(plain, sort_keys=True, default=str)
 
 
@@ -79,16 +87,21 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
         datas.append(data)
         mlps += [build(cfg.model.decoder, input_shape=tuple(s.shape[1:]), n_classes=data.n_classes)
                  for s in data.train.sources]
-    runs, n, k = len(cfgs), len(datas[0].train.sources), datas[0].n_classes
-    if any(len(d.train.sources) != n or d.n_classes != k or len(d.train) != len(datas[0].train) for d in datas):
-        raise RineError("runs batched together need the same sources, classes and sizes; run them one by one")
+    runs, n = len(cfgs), len(datas[0].train.sources)
+    if any(len(d.train.sources) != n or len(d.train) != len(datas[0].train) or len(d.heldout) != len(datas[0].heldout)
+           for d in datas):
+        raise RineError("runs batched together need the same number of sources and samples; run them one by one")
+    # Runs of fewer classes are padded to the largest K; their missing classes get -inf logits.
+    n_classes = torch.tensor([d.n_classes for d in datas])
+    k = int(n_classes.max())
+    class_mask = torch.where(torch.arange(k) < n_classes[:, None], 0.0, float("-inf"))[:, None, None, :]
     width = max(s[0].numel() for d in datas for s in d.train.sources)
     x_train, x_val = _stack_sources(datas, "train", width), _stack_sources(datas, "heldout", width)
     y_train = torch.stack([d.train.y for d in datas])
     y_val = torch.stack([d.heldout.y for d in datas])
     h_y = torch.tensor([d.h_y_bits for d in datas], dtype=torch.float64)
 
-    net = StackedMLPs(mlps, width)
+    net = StackedMLPs(mlps, width, out_width=k)
     optimizer = build(first.model.optimizer)(net.parameters())
     batch_size, n_train = first.model.batch_size, y_train.shape[1]
     starts = train_batch_starts(n_train, batch_size)
@@ -108,10 +121,10 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
     def evaluate(x, y):
         """x [R, n, b, width], y [R, b] -> per-run CE [R, n], D [R], TV [R], correct [R, n], per-sample CE [R, n, b]."""
         b = y.shape[1]
-        logits = net(x.reshape(runs * n, b, width)).view(runs, n, b, k)
+        logits = net(x.reshape(runs * n, b, width)).view(runs, n, b, k) + class_mask
         ce_samples = -logits.log_softmax(-1).gather(-1, y[:, None, :, None].expand(runs, n, b, 1)).squeeze(-1)
         probs = logits.softmax(-1)
-        distance = prediction_distance(probs, normalize, pairs, smoothing)
+        distance = prediction_distance(probs, normalize, pairs, smoothing, n_classes)
         tv = disagreement_tv(probs.detach(), pairs)
         correct = (logits.argmax(-1) == y[:, None]).sum(-1)
         return ce_samples.mean(-1), distance, tv, correct, ce_samples
@@ -165,7 +178,7 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
             row.update(stage_metrics("val", float(h_y[r]), ce[r].double(), distance[r], tv[r], val_accuracy[r],
                                      second_moments[r], y_val.shape[1]))
             row["train/loss"] = float(train[r, -1])
-            per_class = h_y[r] - nats_to_bits(class_ce[r])
+            per_class = h_y[r] - nats_to_bits(class_ce[r, : n_classes[r]])
             for c, value in enumerate(per_class.tolist()):
                 row[f"val/redundancy_bits_class{c}"] = value
             histories[r].append(row)

@@ -44,20 +44,27 @@ class StackedMLPs(nn.Module):
 
     Built from the MLPs themselves (weights copied), so each group starts exactly where its
     own decoder would. Inputs narrower than `in_width` are zero-padded; the matching weight
-    rows start at 0, see only zero inputs, and stay 0.
+    rows start at 0, see only zero inputs, and stay 0. Decoders of fewer than `out_width`
+    classes get zero logits for the others, which the caller masks (-inf) out of the softmax.
     """
 
-    def __init__(self, mlps: list[nn.Module], in_width: int):
+    def __init__(self, mlps: list[nn.Module], in_width: int, out_width: int | None = None):
         super().__init__()
         linears = [[m for m in mlp if isinstance(m, nn.Linear)] for mlp in mlps]
+        last = len(linears[0]) - 1
         norms = [[m for m in mlp if isinstance(m, nn.BatchNorm1d)] for mlp in mlps]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         for layer in range(len(linears[0])):
             rows = [lin[layer].weight.detach().t() for lin in linears]  # [in, out]
+            biases = [lin[layer].bias.detach() for lin in linears]
             if layer == 0:
                 rows = [F.pad(w, (0, 0, 0, in_width - w.shape[0])) for w in rows]
+            if layer == last and out_width is not None:
+                # Decoders of fewer classes: zero logits for the classes they lack (masked by the caller).
+                rows = [F.pad(w, (0, out_width - w.shape[1])) for w in rows]
+                biases = [F.pad(b, (0, out_width - b.shape[0])) for b in biases]
             self.weights.append(nn.Parameter(torch.stack(rows).contiguous()))
-            self.biases.append(nn.Parameter(torch.stack([lin[layer].bias.detach() for lin in linears])))
+            self.biases.append(nn.Parameter(torch.stack(biases)))
         self.n_norms = len(norms[0])
         self.bn_weights, self.bn_biases = nn.ParameterList(), nn.ParameterList()
         for layer in range(self.n_norms):

@@ -38,7 +38,7 @@ def _source_pairs(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Ten
 
 
 def prediction_distance(probs: torch.Tensor, normalize: str = "tv", pairs: str = "all",
-                        smoothing: float = 0.0) -> torch.Tensor:
+                        smoothing: float = 0.0, n_classes: torch.Tensor | None = None) -> torch.Tensor:
     """The agreement penalty D between the decoders' predictions.
 
     probs: [..., n_sources, batch, K] (leading dims: independent runs, one D each) -> D [...].
@@ -50,10 +50,17 @@ def prediction_distance(probs: torch.Tensor, normalize: str = "tv", pairs: str =
     agreement, but without the kink at d = 0 whose ±β subgradient makes the decoders chatter
     around agreement. pairs="to_mean" compares each decoder with the mean prediction p̄ via
     d = 2(p_i − p̄), which equals the all-pairs D exactly for two sources; O(n) for many.
+    n_classes: each run's K ([...], the leading dims) when runs of different K share a tensor
+    padded to the largest K (padded classes have probability 0 in every decoder); default
+    probs' last dimension.
     """
-    n, k = probs.shape[-3], probs.shape[-1]
+    n = probs.shape[-3]
     if n < 2:
         return probs.new_zeros(probs.shape[:-3])
+    if n_classes is None:
+        k = float(probs.shape[-1])
+    else:
+        k = n_classes.to(probs.dtype).reshape(*n_classes.shape, 1, 1, 1)  # against [..., pairs, batch, K]
     if pairs == "to_mean":
         diff = 2 * (probs - probs.mean(-3, keepdim=True))  # [..., n, batch, K]
     else:
@@ -63,8 +70,12 @@ def prediction_distance(probs: torch.Tensor, normalize: str = "tv", pairs: str =
     if smoothing > 0:
         eps = smoothing / k
         size = torch.where(size < eps, size * size / (2 * eps), size - eps / 2)
-    scale = {"tv": 0.5, "classes": 1.0 / k, "none": 1.0}[normalize]
-    return scale * size.sum(-1).mean((-2, -1))
+    per_sample = size.sum(-1).mean((-2, -1))
+    if normalize == "tv":
+        return 0.5 * per_sample
+    if normalize == "classes":
+        return per_sample / (k if n_classes is None else k.reshape(n_classes.shape))
+    return per_sample
 
 
 def disagreement_tv(probs: torch.Tensor, pairs: str = "all") -> torch.Tensor:

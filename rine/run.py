@@ -190,23 +190,38 @@ def _run_checked(cfgs: list[DictConfig], run_dirs: list, attempts: list[Attempt]
             one_by_one.append(i)
         else:
             record = RunRecord.begin(cfg, run_dir, attempt.task, attempt.resume_from)
-            groups.setdefault(batch_key(cfg), []).append((i, cfg, attempt.task, record))
+            groups.setdefault(batch_key(cfg, attempt.task), []).append((i, cfg, attempt.task, record))
+    groups = _spread(list(groups.values()), workers)
     if workers > 1 and len(groups) > 1:
         # Forked workers skip re-importing torch (seconds each). Safe: they run torch on one
         # thread, so no OpenMP pool inherited from this process is ever entered.
         context = get_context("fork" if sys.platform == "linux" else "spawn")
         with ProcessPoolExecutor(min(workers, len(groups)), mp_context=context, initializer=_quiet_worker) as pool:
-            futures = [pool.submit(_train_group_and_finish, members) for members in groups.values()]
+            futures = [pool.submit(_train_group_and_finish, members) for members in groups]
             for future in as_completed(futures):
                 for i, result in future.result():
                     done(i, result)
     else:
-        for members in groups.values():
+        for members in groups:
             for i, result in _train_group_and_finish(members):
                 done(i, result)
     for i in one_by_one:
         done(i, _run_one(cfgs[i], run_dirs[i], attempts[i]))
     return results
+
+
+def _spread(groups: list[list], workers: int, smallest: int = 4) -> list[list]:
+    """Split the largest groups until every worker has one (a group trains on one core), keeping
+    each part at least `smallest` runs: a step of many runs costs little more than one of a few."""
+    groups = [g for g in groups if g]
+    while len(groups) < workers:
+        largest = max(groups, key=len, default=[])
+        if len(largest) < 2 * smallest:
+            break
+        groups.remove(largest)
+        half = len(largest) // 2
+        groups += [largest[:half], largest[half:]]
+    return groups
 
 
 def print_report(results: dict, prefix: str = "") -> None:

@@ -19,14 +19,17 @@ def configs():
 def test_batched_runs_give_the_one_run_numbers(tmp_path):
     cfgs = configs()
     reported = []
-    # Two worker processes, one group each (the in-process path: the test below).
+    # (Four runs are too few to split between the two workers: one group, in this process.)
     batched = run_many(cfgs, [tmp_path / f"batched{i}" for i in range(len(cfgs))], workers=2,
                        on_result=reported.append)
     assert sorted(r["run_dir"] for r in reported) == sorted(r["run_dir"] for r in batched)
     for i, (cfg, together) in enumerate(zip(cfgs, batched)):
-        alone = run(cfg, tmp_path / f"alone{i}")
+        # The reference: the same config on Lightning's engine, one run at a time.
+        alone = run(compose_config([f"task={cfg.task.name}", f"beta={cfg.beta}", f"seed={cfg.seed}",
+                                    "trainer.max_epochs=3", "report.last_epochs=2", "engine=lightning"]),
+                    tmp_path / f"alone{i}")
         assert (together["task"], together["beta"], together["seed"]) == (alone["task"], alone["beta"], alone["seed"])
-        assert together["batched_with"] == 2  # two groups: the rdnxor runs and the unq runs
+        assert together["batched_with"] == 4  # the rdnxor and unq tables share one computation
         # Same data, initialisation, batch order and schedules: only float rounding differs.
         # RDNXOR is well conditioned, so the two paths agree to 1e-4 bits at every epoch.
         # UNQ amplifies rounding: after its first epoch the held-out BatchNorm statistics of
@@ -56,3 +59,17 @@ def test_batched_results_files_are_complete_and_reruns_skip_them(tmp_path):
     assert on_disk[0]["redundancy_bits"] == first[0]["redundancy_bits"]
     again = run_many(cfgs, dirs)
     assert all(r.get("skipped") for r in again)
+
+
+def test_worker_processes_give_the_numbers_of_one_process(tmp_path):
+    # Eight runs: split into two groups of four, one per forked worker. Both tables have four
+    # classes, so no padding differs between the split and whole group and the numbers must be
+    # identical (padding AND's 2 classes to 4 changes float rounding only, which UNQ-like tables
+    # amplify to ~1e-3 bits after one epoch).
+    cfgs = [compose_config([f"task={t}", f"seed={s}", "trainer.max_epochs=1", "report.last_epochs=1"])
+            for t in ("unq", "rdnxor") for s in range(4)]
+    two = run_many(cfgs, [tmp_path / f"two{i}" for i in range(8)], workers=2)
+    one = run_many(cfgs, [tmp_path / f"one{i}" for i in range(8)], workers=1)
+    assert [r["batched_with"] for r in two] == [4] * 8 and [r["batched_with"] for r in one] == [8] * 8
+    for a, b in zip(two, one):
+        assert a["redundancy_bits"] == pytest.approx(b["redundancy_bits"], abs=1e-6)
