@@ -64,6 +64,8 @@ RESULTS_SCHEMA = {
     "per_class_redundancy_bits": "per class c: H(Y) − the held-out mean, over samples with y = c, of mean_i CE_i "
                                  "(null: no held-out sample of c)",
     "class_names": "the classes, in the order of per_class_redundancy_bits",
+    "source_names": "the sources' names, in the order of usable_info_bits (x1, x2, ... unless named, e.g. by "
+                    "rine.estimate_redundancy({name: array, ...}))",
     "accuracy": "per source, held-out accuracy of its decoder",
     "disagreement_tv": "the decoders' held-out mean total variation ½‖p_i − p_j‖₁ (same reduction): what the "
                        "constraint check reads",

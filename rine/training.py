@@ -223,6 +223,7 @@ def outcome_of(history: list[dict], data, cfg: DictConfig) -> dict:
         "n_sources": n_sources,
         "n_classes": data.n_classes,
         "class_names": data.class_names,
+        "source_names": data.source_names or [f"x{i + 1}" for i in range(n_sources)],
         "n_train": len(data.train),
         "n_heldout": len(data.heldout),
         "epochs": len(history),

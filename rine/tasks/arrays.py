@@ -225,6 +225,17 @@ def check_arrays(sources: list, y, where: str = "data") -> tuple[list[np.ndarray
     return checked, classes.astype(np.int64), values
 
 
+def check_source_names(names, n_sources: int, where: str) -> list[str] | None:
+    """The sources' names as a list of distinct, non-empty strings, one per source (None: unnamed)."""
+    if names is None:
+        return None
+    names = list(names)
+    if len(names) != n_sources or not all(isinstance(n, str) and n.strip() for n in names) or len(set(names)) < len(names):
+        raise RineError(f"{where}: {names!r} does not name the {n_sources} sources; give {n_sources} distinct, "
+                        "non-empty names as text")
+    return names
+
+
 def heldout_count(class_size: int, holdout_fraction: float) -> int:
     """Held-out samples of a class: that fraction, at least 1, leaving at least 1 to train."""
     return min(max(round(class_size * holdout_fraction), 1), class_size - 1)
@@ -246,7 +257,7 @@ class ArraysTask:
     """Sources and integer labels from a file; standardised with the training split's statistics."""
 
     def __init__(self, data_file: str | None, name: str = "arrays", holdout_fraction: float = 0.2,
-                 standardize: bool = True):
+                 standardize: bool = True, source_names: list[str] | None = None):
         if not data_file:
             raise RineError("task=arrays needs data: add data_file=path/to/data.npz (arrays x1, x2, ..., y) or a .csv")
         if not 0 < holdout_fraction < 1:
@@ -258,6 +269,7 @@ class ArraysTask:
         self.standardize = standardize
         sources, y = load_arrays(data_file)
         self.sources, self.classes, self.labels = check_arrays(sources, y, where=str(data_file))
+        self.source_names = check_source_names(source_names, len(self.sources), "task.source_names")
         n_heldout = sum(heldout_count(int(n), holdout_fraction) for n in np.bincount(self.classes))
         check_heldout_size(len(self.classes), n_heldout, holdout_fraction, str(data_file))
 
@@ -287,4 +299,5 @@ class ArraysTask:
             h_y_basis="empirical",
             reference=None,
             class_names=[str(v) for v in self.labels],
+            source_names=self.source_names,
         )
