@@ -99,6 +99,7 @@ def _train_group_and_finish(members: list[tuple[int, DictConfig, object, RunReco
     with an error, or finished, removes it.
     """
     from rine.batched import train_group
+    from rine.tracking import log_completed_run
     from rine.training import outcome_of
 
     checkpoint = members[0][3].run_dir / GROUP_CHECKPOINT
@@ -119,6 +120,7 @@ def _train_group_and_finish(members: list[tuple[int, DictConfig, object, RunReco
         if resumed:
             outcome["resumed"] = True
         finished.append((i, record.complete(outcome)))
+        log_completed_run(cfg, record.run_dir, history, finished[-1][1])  # logger=wandb: its W&B run
     checkpoint.unlink(missing_ok=True)
     return finished
 

@@ -6,7 +6,6 @@ that say when a figure cannot be trusted (the agreement constraint, the physical
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -19,6 +18,7 @@ from rine.data import TaskData, TensorBatches, check_splits, seed_all
 from rine.errors import RineError
 from rine.estimator import BetaSchedule, RedundancyEstimator
 from rine.rundir import CHECKPOINT, write_metrics_csv
+from rine.tracking import finish_wandb, is_wandb, wandb_logger
 
 quiet_framework_output()  # Lightning, just imported, has added its console handlers
 
@@ -130,21 +130,14 @@ def bounds_check(outcome: dict, cfg: DictConfig) -> dict:
 
 
 def _build_loggers(cfg: DictConfig, run_dir: Path) -> list:
-    loggers = []
-    for name, logger_cfg in (cfg.logger or {}).items():
-        if "Wandb" in str(logger_cfg.get("_target_", "")):
-            # Never reach for the network unless the user chose a mode (e.g. WANDB_MODE=online).
-            os.environ.setdefault("WANDB_MODE", "offline")
-        loggers.append(build(logger_cfg, save_dir=str(run_dir)))
-    return loggers
+    return [wandb_logger(logger_cfg, cfg, run_dir) if is_wandb(logger_cfg) else build(logger_cfg, save_dir=str(run_dir))
+            for logger_cfg in (cfg.logger or {}).values()]
 
 
-def _finish_loggers(loggers: list) -> None:
+def _finish_loggers(loggers: list, outcome: dict | None) -> None:
     for logger in loggers:
         if type(logger).__name__ == "WandbLogger":
-            import wandb
-
-            wandb.finish()  # each multirun job gets its own W&B run
+            finish_wandb(logger, outcome)
 
 
 def build_estimator(cfg: DictConfig, data: TaskData, run_dir: Path | None = None) -> RedundancyEstimator:
@@ -194,6 +187,7 @@ def fit(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None) -
         device = trainer.strategy.root_device
         data.train, data.heldout = data.train.to(device), data.heldout.to(device)
     shard = {"rank": trainer.global_rank, "world_size": trainer.world_size}  # DDP: this process's share
+    outcome = None
     try:
         trainer.fit(
             module,
@@ -204,11 +198,12 @@ def fit(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None) -
             val_dataloaders=TensorBatches(data.heldout, cfg.model.eval_batch_size, shuffle=False, **shard),
             ckpt_path=resume_from,
         )
+        if len(module.history) < cfg.trainer.max_epochs:
+            raise RineError(f"training stopped after {len(module.history)} of {cfg.trainer.max_epochs} epochs")
+        outcome = outcome_of(module.history, data, cfg)
     finally:
-        _finish_loggers(loggers)
-    if len(module.history) < cfg.trainer.max_epochs:
-        raise RineError(f"training stopped after {len(module.history)} of {cfg.trainer.max_epochs} epochs")
-    return outcome_of(module.history, data, cfg)
+        _finish_loggers(loggers, outcome)
+    return outcome
 
 
 def outcome_of(history: list[dict], data, cfg: DictConfig) -> dict:
