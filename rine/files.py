@@ -162,19 +162,23 @@ def save_torch_atomic(path: str | Path, state) -> None:
 PDF_FONTS = {"pdf.fonttype": 42, "ps.fonttype": 42}
 
 
-def save_figure_atomic(fig, path_without_suffix: str | Path) -> list[Path]:
-    """The figure as PNG and PDF (TrueType fonts), each written atomically; returns the paths."""
+def save_figure_atomic(fig, path_without_suffix: str | Path, suffixes: tuple[str, ...] = (".png", ".pdf"),
+                       **savefig) -> list[Path]:
+    """The figure as PNG and PDF (TrueType fonts; or the `suffixes` given), each written
+    atomically; returns the paths. `savefig`: Figure.savefig's options (default dpi=150,
+    bbox_inches="tight")."""
+    options = {"dpi": 150, "bbox_inches": "tight", **savefig}
     import matplotlib
 
     written = []
     Path(path_without_suffix).parent.mkdir(parents=True, exist_ok=True)
     with matplotlib.rc_context(PDF_FONTS):
-        for suffix in (".png", ".pdf"):
+        for suffix in suffixes:
             path = Path(path_without_suffix).with_suffix(suffix)
             # the suffix stays last: matplotlib picks the format from it
             tmp = path.with_name(f".{path.stem}.tmp{suffix}")
             try:
-                fig.savefig(tmp, dpi=150, bbox_inches="tight")
+                fig.savefig(tmp, **options)
                 os.replace(tmp, path)
             finally:
                 tmp.unlink(missing_ok=True)

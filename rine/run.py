@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from rine.config import build, validate_config
 from rine.console import quiet_framework_output
 from rine.errors import RineError
+from rine.figures import draw_run_curves
 from rine.rundir import GROUP_CHECKPOINT, Attempt, RunRecord, previous_attempt, read_results, write_metrics_csv
 
 
@@ -66,6 +67,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict:
         raise
     if attempt.resume_from is not None:
         outcome = {**outcome, "resumed": True}
+    draw_run_curves(cfg, run_dir, {**record.settings, **outcome})
     return record.complete(outcome)
 
 
@@ -119,6 +121,7 @@ def _train_group_and_finish(members: list[tuple[int, DictConfig, object, RunReco
         outcome = {**outcome_of(history, data, cfg), "batched_with": len(members)}
         if resumed:
             outcome["resumed"] = True
+        draw_run_curves(cfg, record.run_dir, {**record.settings, **outcome}, history)
         finished.append((i, record.complete(outcome)))
         log_completed_run(cfg, record.run_dir, history, finished[-1][1])  # logger=wandb: its W&B run
     checkpoint.unlink(missing_ok=True)

@@ -4,6 +4,7 @@ folder already holds of a run.
     <run dir>/results.json                  the run's record (RESULTS_SCHEMA), written atomically
     <run dir>/config.yaml                   the composed config it trained with
     <run dir>/csv/metrics.csv               one row per epoch (METRICS_CSV; both engines, same columns)
+    <run dir>/curves.png                    its training curves (rine.figures, when it completes)
     <run dir>/checkpoints/last.ckpt         where a killed one-run training resumes
     <run dir>/checkpoints/batched_group.ckpt  where a killed batched group resumes (its first run's folder)
     <run dir>/pid/<run>/                    mode=pid's trainings at β = 0
