@@ -24,7 +24,8 @@ from rine.config import build, validate_config
 from rine.console import quiet_framework_output
 from rine.errors import RineError
 from rine.figures import draw_run_curves
-from rine.rundir import GROUP_CHECKPOINT, Attempt, RunRecord, previous_attempt, read_results, write_metrics_csv
+from rine.files import save_torch_atomic
+from rine.rundir import DECODERS_CHECKPOINT, GROUP_CHECKPOINT, Attempt, RunRecord, previous_attempt, read_results, write_metrics_csv
 
 
 def check(cfg: DictConfig, run_dir: str | Path) -> Attempt:
@@ -116,8 +117,11 @@ def _train_group_and_finish(members: list[tuple[int, DictConfig, object, RunReco
             checkpoint.unlink(missing_ok=True)
         raise
     finished = []
-    for (i, cfg, _, record), (history, data) in zip(members, trained):
+    for (i, cfg, _, record), (history, data, decoders) in zip(members, trained):
         write_metrics_csv(record.run_dir, history)
+        if cfg.trainer.enable_checkpointing:
+            save_torch_atomic(record.run_dir / DECODERS_CHECKPOINT,
+                              {"state_dict": decoders, "epoch": len(history) - 1, "rine_history": history})
         outcome = {**outcome_of(history, data, cfg), "batched_with": len(members)}
         if resumed:
             outcome["resumed"] = True

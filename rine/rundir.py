@@ -7,6 +7,7 @@ folder already holds of a run.
     <run dir>/curves.png                    its training curves (rine.figures, when it completes)
     <run dir>/checkpoints/last.ckpt         where a killed one-run training resumes
     <run dir>/checkpoints/batched_group.ckpt  where a killed batched group resumes (its first run's folder)
+    <run dir>/checkpoints/decoders.ckpt     a batched run's trained decoders (last.ckpt's state_dict format)
     <run dir>/pid/<run>/                    mode=pid's trainings at β = 0
 
 outputs/README.md shows the schema to users; tests/test_rundir.py keeps the two in step.
@@ -30,6 +31,8 @@ CONFIG_FILE = "config.yaml"
 METRICS_CSV = Path("csv") / "metrics.csv"
 CHECKPOINT = Path("checkpoints") / "last.ckpt"  # rewritten at the end of every epoch
 GROUP_CHECKPOINT = Path("checkpoints") / "batched_group.ckpt"
+# A batched run's trained decoders: {"state_dict" (last.ckpt's format), "epoch", "rine_history"}.
+DECODERS_CHECKPOINT = Path("checkpoints") / "decoders.ckpt"
 
 STATUSES = ("running", "complete", "failed", "interrupted")
 

@@ -44,7 +44,9 @@ def test_batched_runs_give_the_one_run_numbers(tmp_path):
         log = pd.read_csv(tmp_path / f"batched{i}" / "csv" / "metrics.csv")
         assert list(log["epoch"]) == [0, 1, 2]
         alone_log = pd.read_csv(tmp_path / f"alone{i}" / "csv" / "metrics.csv")
-        assert set(alone_log.columns) - {"step"} <= set(log.columns)  # the plotting scripts read either
+        # One writer, one format: the same columns in the same order, with the same types.
+        assert list(alone_log.columns) == list(log.columns) and alone_log.dtypes.equals(log.dtypes)
+        assert log["epoch"].dtype.kind == log["step"].dtype.kind == "i" and list(log["step"]) == list(alone_log["step"])
 
 
 def test_batched_results_files_are_complete_and_reruns_skip_them(tmp_path):
@@ -56,3 +58,31 @@ def test_batched_results_files_are_complete_and_reruns_skip_them(tmp_path):
     assert on_disk[0]["redundancy_bits"] == first[0]["redundancy_bits"]
     again = run_many(cfgs, dirs)
     assert all(r.get("skipped") for r in again)
+
+
+def test_batched_runs_keep_their_trained_decoders_in_the_one_run_format(tmp_path):
+    import torch
+
+    from rine.config import build
+    from rine.info import nats_to_bits
+    from rine.training import build_estimator
+
+    cfg = configs()[1]  # rdnxor, β = 15
+    together = run_many([cfg, configs()[0]], [tmp_path / "batched", tmp_path / "other"])[0]
+    alone = run(cfg, tmp_path / "alone")
+    saved = torch.load(tmp_path / "batched" / "checkpoints" / "decoders.ckpt", weights_only=True)
+    one_run = torch.load(tmp_path / "alone" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert list(saved["state_dict"]) == list(one_run["state_dict"])  # the same keys, in the same order
+    assert saved["epoch"] == one_run["epoch"] == 2 and len(saved["rine_history"]) == 3
+
+    # Loaded into the decoders the one-run engine builds, they give the run's final held-out I∩.
+    data = build(cfg.task).setup(cfg.seed)
+    module = build_estimator(cfg, data)
+    module.load_state_dict(saved["state_dict"])
+    module.eval()
+    with torch.no_grad():
+        logits = module(data.heldout.sources)  # [n, N, K]
+        ce = torch.stack([torch.nn.functional.cross_entropy(lg, data.heldout.y) for lg in logits])
+    redundancy = data.h_y_bits - float(nats_to_bits(ce.mean()))
+    assert redundancy == pytest.approx(together["redundancy_bits_final"], abs=1e-5)
+    assert redundancy == pytest.approx(alone["redundancy_bits_final"], abs=1e-3)
