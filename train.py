@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+import rine.rundir  # noqa: F401  (registers the resolver that names the run folder: ${rine_if_set:...})
 from rine.errors import RineError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"

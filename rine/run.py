@@ -218,15 +218,17 @@ def run_warnings(results: dict) -> list[str]:
 
 
 def format_summary(results: dict) -> str:
-    """One line: task, β (and what the constrained schedule raised it to), the estimate, the exact
-    value when known, the decoders' disagreement (mean total variation), and the run folder.
+    """One line: task, the crop width (image tasks), β (and what the constrained schedule raised
+    it to), the estimate, the exact value when known, the decoders' disagreement (mean total
+    variation), and the run folder.
 
     mode=pid adds a second line with the atoms.
     """
     beta = f"beta={results['beta']:g}"
     if results.get("beta_schedule") == "constrained" and results.get("beta_final", 0) > results["beta"] * 1.0001:
         beta += f"→{results['beta_final']:.3g}"
-    line = f"{results['task']}  {beta}  I∩ = {results['redundancy_bits']:.2f} bits"
+    width = f"width={results['width']}  " if results.get("width") is not None else ""  # image tasks' crop width
+    line = f"{results['task']}  {width}{beta}  I∩ = {results['redundancy_bits']:.2f} bits"
     if results.get("valid") is False:
         line += " (INVALID: see warning)"
     truth = (results.get("reference") or {}).get("true_redundancy")

@@ -36,6 +36,16 @@ DECODERS_CHECKPOINT = Path("checkpoints") / "decoders.ckpt"
 
 STATUSES = ("running", "complete", "failed", "interrupted")
 
+
+def _if_set(prefix: str, value) -> str:
+    """configs/train.yaml's default run folder names the crop width only when one is set:
+    `${rine_if_set:_w,${width}}` is '_w20' for width=20 and '' for width=null."""
+    return "" if value is None else f"{prefix}{value}"
+
+
+# Registered on import; train.py imports this module before Hydra names the run folder.
+OmegaConf.register_new_resolver("rine_if_set", _if_set, replace=True)
+
 # Every key results.json may hold, and what it means (bits unless stated).
 RESULTS_SCHEMA = {
     # the run: written when it begins
