@@ -43,6 +43,7 @@ def curves_figure(history, results: dict, warn_above: float | None = None, last_
     reported figure averages (report.last_epochs), drawn over them.
     """
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, safe in worker processes
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     curves = pd.DataFrame(history)
     epochs = curves["epoch"]
@@ -53,18 +54,19 @@ def curves_figure(history, results: dict, warn_above: float | None = None, last_
     # Fixed margins: an automatic layout would triple the cost of a figure drawn for every run.
     fig = Figure(figsize=(12, 3.2))
     axes = fig.subplots(1, 4)
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.15, top=0.8, wspace=0.28)
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.15, top=0.8, wspace=0.3)
     ax = axes[0]
     ax.plot(epochs, curves["val/redundancy_bits"], color="tab:blue", label="held-out")
     ax.plot(epochs, curves["train/redundancy_bits"], color="tab:blue", ls="--", lw=1, label="training")
-    truth = reference.get("true_redundancy")
+    agreement_asked = results.get("beta") != 0  # β = 0 measures the mean usable information instead
+    truth = reference.get("true_redundancy") if agreement_asked else None
     if truth:
         ax.axhspan(truth[0] - 0.005, truth[1] + 0.005, color="tab:green", alpha=0.25, label="true")
     reported = results.get("redundancy_bits")
     if reported is not None:
         tail = epochs.iloc[-max(1, min(last_epochs or 1, len(curves))):]
         ax.plot([tail.iloc[0], tail.iloc[-1]], [reported] * 2, color="black", lw=2, label=f"reported {reported:.3f}")
-    ax.set(title="redundancy I∩", ylabel="bits")
+    ax.set(title="redundancy I∩" if agreement_asked else "I∩ at β = 0 (mean usable info.)", ylabel="bits")
     ax.legend(fontsize=7)
 
     ax = axes[1]
@@ -81,9 +83,13 @@ def curves_figure(history, results: dict, warn_above: float | None = None, last_
     ax.plot(epochs, curves["val/disagreement_tv"].clip(lower=TV_FLOOR), color="tab:red", label="held-out")
     ax.plot(epochs, curves["train/disagreement_tv"].clip(lower=TV_FLOOR), color="tab:red", ls="--", lw=1,
             label="training")
-    if warn_above:
+    if warn_above and agreement_asked:
         ax.axhline(warn_above, color="gray", ls=":", lw=1, label=f"warn above {warn_above:g}")
     ax.set_yscale("log")
+    # Ticks at 1, 2, 5 × 10^k written plainly: matplotlib's labelled minor ticks of a short decade overlap.
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set(title="disagreement (mean TV)")
     ax.legend(fontsize=7)
 
