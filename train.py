@@ -6,7 +6,6 @@
 """
 
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,23 +14,6 @@ from omegaconf import DictConfig
 
 import rine.rundir  # noqa: F401  (registers the resolver that names the run folder: ${rine_if_set:...})
 from rine.errors import RineError
-
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-CHECKED_GROUPS = ("task", "model", "trainer", "logger", "experiment")
-
-
-def check_group_choices(argv: list[str]) -> None:
-    """Fail with one line on an unknown config-group option (Hydra's own error is a page long)."""
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("+~")
-        if not sep or key not in CHECKED_GROUPS or not value or value == "null":
-            continue
-        known = sorted(p.stem for p in (CONFIG_DIR / key).glob("*.yaml"))
-        for choice in value.split(","):
-            if choice.strip() not in known:
-                raise RineError(f"unknown {key} {choice.strip()!r}; choose one of: {', '.join(known)}")
-
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float:
@@ -54,10 +36,29 @@ def main(cfg: DictConfig) -> float:
     return results["redundancy_bits"]
 
 
+def interrupted(signum: int) -> None:
+    """Say how to go on after SIGTERM / Ctrl-C; exit 128 + the signal number, as a shell does."""
+    import signal
+
+    name = signal.Signals(signum).name
+    print(f"interrupted by {name}: the run is saved as interrupted (its last complete epoch is checkpointed); "
+          "run the same command again to resume it", file=sys.stderr)
+    sys.exit(128 + signum)
+
+
 if __name__ == "__main__":
+    from rine.config import check_overrides
+    from rine.console import interrupted_by, stop_on_signals
+
+    stop_on_signals()
     try:
-        check_group_choices(sys.argv[1:])
+        check_overrides(sys.argv[1:])
     except RineError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    main()
+    try:
+        main()
+    except (KeyboardInterrupt, SystemExit):
+        if interrupted_by() is None:
+            raise
+        interrupted(interrupted_by())

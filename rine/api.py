@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -147,35 +148,69 @@ class Decomposition:
         return _frame(rows + [self.disagreement.row("disagreement")])
 
 
-# Writes the data into the run folder; returns the task's overrides and what to set on each
-# composed config (a path is not always a valid override value: spaces, '=').
-DataWriter = Callable[[Path], tuple[list[str], dict]]
+# Writes the data into the run folder; returns the task's overrides, what to set on each
+# composed config (a path is not always a valid override value: spaces, '=') and the data file.
+DataWriter = Callable[[Path], tuple[list[str], dict, Path]]
 
 
-def _train_seeds(mode: str, write_data: DataWriter, beta: float, seeds, epochs, run_dir, overrides,
-                 name) -> tuple[list[int], list[dict], list[str] | None]:
-    from rine.config import compose_config
+def _checked_arguments(seeds, epochs, level, run_dir, overrides) -> list[int]:
+    """The API's own arguments, checked before anything trains; returns the seeds as a list.
+    Raises RineError with one sentence for each kind of mistake."""
+    from rine.errors import RineError
+
+    def is_int(value) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+    if is_int(seeds):
+        if seeds < 1:
+            raise RineError(f"seeds={seeds} is invalid; give how many seeds (>= 1) or a list of seeds")
+        seeds = list(range(int(seeds)))
+    elif isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence | np.ndarray):
+        raise RineError(f"seeds={seeds!r} is invalid; give how many seeds (an integer >= 1) or a list of seeds")
+    else:
+        if not seeds or not all(is_int(s) and s >= 0 for s in seeds):
+            raise RineError(f"seeds={list(seeds)!r} is invalid; give a non-empty list of integers >= 0")
+        if len(set(int(s) for s in seeds)) != len(seeds):
+            raise RineError(f"seeds={list(seeds)!r} repeats a seed, which would count one run twice; give distinct seeds")
+        seeds = [int(s) for s in seeds]
+    if epochs is not None and not (is_int(epochs) and epochs >= 1):
+        raise RineError(f"epochs={epochs!r} is invalid; give an integer >= 1 (or None for the config's)")
+    if not isinstance(level, (int, float)) or isinstance(level, bool) or not 0 < level < 1:
+        raise RineError(f"level={level!r} is invalid; give the confidence level in (0, 1), e.g. 0.95")
+    if run_dir is not None and Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise RineError(f"run_dir={str(run_dir)!r} is a file; give a folder for the runs")
+    if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
+        raise RineError(f"overrides={overrides!r} is invalid; give a list of train.py overrides, "
+                        "e.g. ['model.decoder.hidden=[64,32]']")
+    return seeds
+
+
+def _train_seeds(mode: str, make_writer: Callable[[], DataWriter], beta: float, seeds, epochs, run_dir, overrides,
+                 level, name) -> tuple[list[int], list[dict], list[str] | None]:
+    from rine.config import check_overrides, compose_config
     from rine.console import quiet_framework_output
-    from rine.run import run
+    from rine.run import run_many
 
-    seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    if not seeds:
-        from rine.errors import RineError
-
-        raise RineError("seeds must be a positive number or a list of seeds")
+    seeds = _checked_arguments(seeds, epochs, level, run_dir, overrides)
+    overrides = list(overrides)
+    check_overrides(overrides)  # a typo is named, with the closest settings
+    write_data = make_writer()  # checks the data, in the caller's terms
     quiet_framework_output()
     keep = run_dir is not None
     with (nullcontext(str(run_dir)) if keep else tempfile.TemporaryDirectory(prefix="rine-")) as root:
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
-        task_overrides, settings = write_data(root)
+        task_overrides, settings, data_file = write_data(root)
         base = [f"mode={mode}", *task_overrides, f"beta={beta}", *([f"trainer.max_epochs={epochs}"] if epochs else [])]
-        all_results = []
+        cfgs = []
         for seed in seeds:
             cfg = compose_config([*base, f"seed={seed}", *overrides])
             for key, value in {**settings, "task.name": name}.items():
                 OmegaConf.update(cfg, key, value, merge=False)
-            all_results.append(run(cfg, root / f"seed{seed}"))
+            cfgs.append(cfg)
+        # One folder per data set: a kept run_dir reused with other data keeps both sets of runs.
+        # The seeds train as one batched computation where they can (rine.batched).
+        all_results = run_many(cfgs, [root / data_file.stem / f"seed{seed}" for seed in seeds])
     run_dirs = [r["run_dir"] for r in all_results] if keep else None
     for category, flagged in ((InvalidEstimateWarning, lambda r: r.get("valid") is False),
                               (DisagreementWarning, lambda r: r.get("constraint_met") is False)):
@@ -217,7 +252,7 @@ def _arrays_writer(sources, y, where: str) -> DataWriter:
         data_file = root / _content_name("data", ".npz", parts)
         if not data_file.is_file():
             np.savez(data_file, **arrays)
-        return ["task=arrays"], {"data_file": str(data_file), "task.source_names": names}
+        return ["task=arrays"], {"data_file": str(data_file), "task.source_names": names}, data_file
 
     return write
 
@@ -250,7 +285,7 @@ def _pmf_writer(pmf, where: str) -> DataWriter:
             load_pmf(str(pmf_file))
         except RineError as error:
             raise RineError(str(error).replace(str(pmf_file), where)) from None
-        return ["task=pmf"], {"pmf_file": str(pmf_file)}
+        return ["task=pmf"], {"pmf_file": str(pmf_file)}, pmf_file
 
     return write
 
@@ -259,8 +294,9 @@ def _over(values, level, unit: str = "bits") -> Estimate:
     return Estimate(tuple(float(v) for v in values), level, unit)
 
 
-def _estimate(write_data: DataWriter, beta, seeds, epochs, run_dir, overrides, level, name) -> RedundancyResult:
-    seeds, results, run_dirs = _train_seeds("estimate", write_data, beta, seeds, epochs, run_dir, overrides, name)
+def _estimate(make_writer, beta, seeds, epochs, run_dir, overrides, level, name) -> RedundancyResult:
+    seeds, results, run_dirs = _train_seeds("estimate", make_writer, beta, seeds, epochs, run_dir, overrides, level,
+                                            name)
     n = results[0]["n_sources"]
     return RedundancyResult(
         redundancy=_over([r["redundancy_bits"] for r in results], level),
@@ -304,8 +340,8 @@ def estimate_redundancy(
     distance.warn_above), an InvalidEstimateWarning when an estimate is outside the
     physical bounds. Raises rine.errors.RineError for unusable data or settings.
     """
-    write = _arrays_writer(sources, y, "rine.estimate_redundancy")
-    return _estimate(write, beta, seeds, epochs, run_dir, overrides, level, name)
+    return _estimate(partial(_arrays_writer, sources, y, "rine.estimate_redundancy"), beta, seeds, epochs, run_dir,
+                     overrides, level, name)
 
 
 def estimate_pmf(
@@ -327,11 +363,12 @@ def estimate_pmf(
     Each run's exact references (I(Xi;Y), I∧, BROJA, ...) are in `.results[i]["reference"]`.
     Other arguments as estimate_redundancy. Raises RineError for a malformed pmf.
     """
-    return _estimate(_pmf_writer(pmf, "rine.estimate_pmf"), beta, seeds, epochs, run_dir, overrides, level, name)
+    return _estimate(partial(_pmf_writer, pmf, "rine.estimate_pmf"), beta, seeds, epochs, run_dir, overrides, level,
+                     name)
 
 
-def _decompose(write_data: DataWriter, beta, seeds, epochs, run_dir, overrides, level, name) -> Decomposition:
-    seeds, results, run_dirs = _train_seeds("pid", write_data, beta, seeds, epochs, run_dir, overrides, name)
+def _decompose(make_writer, beta, seeds, epochs, run_dir, overrides, level, name) -> Decomposition:
+    seeds, results, run_dirs = _train_seeds("pid", make_writer, beta, seeds, epochs, run_dir, overrides, level, name)
     pids = [r["pid"] for r in results]
     n = len(pids[0]["usable"])
     two = pids[0]["unique"] is not None
@@ -368,7 +405,7 @@ def decompose(
     (paper App. C.1: UI_i = I(Xi;Y) − I∩, SI = I(X1,X2;Y) − UI_1 − UI_2 − I∩), then are
     averaged; a NegativeAtomWarning says when one is below 0 beyond its noise.
     """
-    return _decompose(_arrays_writer(sources, y, "rine.decompose"), beta, seeds, epochs, run_dir, overrides,
+    return _decompose(partial(_arrays_writer, sources, y, "rine.decompose"), beta, seeds, epochs, run_dir, overrides,
                       level, name)
 
 
@@ -385,7 +422,8 @@ def decompose_pmf(
     """The partial information decomposition of a finite joint distribution (a DataFrame or a
     dit.Distribution, as estimate_pmf), over seeds (bits); the exact atoms, when its true
     redundancy is known, are in `.results[i]["pid"]["exact"]`."""
-    return _decompose(_pmf_writer(pmf, "rine.decompose_pmf"), beta, seeds, epochs, run_dir, overrides, level, name)
+    return _decompose(partial(_pmf_writer, pmf, "rine.decompose_pmf"), beta, seeds, epochs, run_dir, overrides, level,
+                      name)
 
 
 def _warn_negative_atoms(decomposition: Decomposition) -> None:

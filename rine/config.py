@@ -7,7 +7,11 @@ run writes anything.
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import math
+import re
 from pathlib import Path
 
 from hydra.errors import InstantiationException
@@ -41,9 +45,18 @@ def compose_config(overrides: list[str] | None = None, return_hydra_config: bool
     """The config train.py would see for these overrides (for scripts, tests, notebooks);
     with return_hydra_config, also its `hydra` node (e.g. an experiment's sweep params)."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
+    overrides = list(overrides or [])
+    if GlobalHydra.instance().is_initialized():  # inside train.py's Hydra app: its search path is configs/
+        return compose(config_name="train", overrides=overrides, return_hydra_config=return_hydra_config)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides or []), return_hydra_config=return_hydra_config)
+        return compose(config_name="train", overrides=overrides, return_hydra_config=return_hydra_config)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_config() -> dict:
+    return OmegaConf.to_container(compose_config([]), resolve=False)
 
 
 def build(config, **kwargs):
@@ -57,6 +70,98 @@ def build(config, **kwargs):
         if cause is None:
             raise
         raise cause from None
+
+
+# ------------------------------------------------------------------ the command line
+
+# Hydra's own flags that take a value (the next argument is not an override).
+_VALUE_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--cfg", "-c",
+                "--package", "-p", "--experimental-rerun"}
+# Sections whose keys are the keyword arguments of the object they build: a key added there is
+# checked against that object's signature (validate_config), not against the defaults.
+_PASSED_THROUGH = ("task.", "model.decoder.", "model.optimizer.", "trainer.", "logger.", "hydra.")
+
+
+def _flatten_keys(node, prefix: str = "") -> list[str]:
+    if isinstance(node, dict) and node:
+        keys = []
+        for key, value in node.items():
+            keys += [f"{prefix}{key}", *_flatten_keys(value, f"{prefix}{key}.")]
+        return keys
+    return []
+
+
+@functools.lru_cache(maxsize=16)
+def known_settings(choices: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Every key of the composed default config (with these group choices), dotted: 'beta', 'task.name', ..."""
+    cfg = OmegaConf.to_container(compose_config(list(choices)), resolve=False)
+    groups = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
+    return tuple(_flatten_keys(cfg)) + tuple(groups)
+
+
+def closest_settings(key: str, known) -> str:
+    """' (did you mean beta?)' for a misspelt key, '' when nothing is close."""
+    last = key.rsplit(".", 1)[-1]
+    found = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    found += [k for k in known if k.rsplit(".", 1)[-1] == last and k not in found and k != key]
+    return f" (did you mean {' / '.join(found[:3])}?)" if found else ""
+
+
+def _quoted(value: str) -> str:
+    return value if re.fullmatch(r"[\w./:+-]*", value) else "'" + value.replace("'", "\\'") + "'"
+
+
+def check_overrides(argv: list[str]) -> None:
+    """The command line's overrides, checked before Hydra sees them (its errors are pages long):
+    unparsable arguments, unknown group options, unknown or misspelt settings. Raises RineError
+    with one line naming the argument and what to do.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    args, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("-"):
+            skip = not skip and arg in _VALUE_FLAGS
+            continue
+        args.append(arg)
+    parser = OverridesParser.create()
+    parsed = []
+    for arg in args:
+        try:
+            parsed.append(parser.parse_override(arg))
+        except HydraException:
+            key, _, value = arg.partition("=")
+            if "=" in value:
+                raise RineError(f"cannot read the argument {arg!r}: its value contains '='; quote the value, "
+                                f"e.g. {key}='\"{value}\"' (with the outer single quotes for the shell)") from None
+            raise RineError(f"cannot read the argument {arg!r}; write key=value (values with spaces, commas or "
+                            f"brackets in quotes), see README \"Running\"") from None
+    groups = {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()}
+    first_job, choices = [], []
+    for override in parsed:
+        key = override.get_key_element()
+        name = override.key_or_group
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [
+            override.get_value_element_as_str()]
+        if name.startswith("hydra"):
+            continue  # Hydra's own settings: Hydra checks them
+        if name in groups:
+            known = sorted(p.stem for p in (CONFIG_DIR / name).glob("*.yaml"))
+            for value in values:
+                if value not in known and value != "null":
+                    raise RineError(f"unknown {name} {value!r}; choose one of: {', '.join(known)}")
+            choices.append(f"{key}={values[0]}")
+        first_job.append(override.input_line if not override.is_sweep_override() else f"{key}={_quoted(values[0])}")
+    try:
+        compose_config(first_job)
+    except HydraException as error:
+        missing = re.search(r"Could not (?:override|delete|append to) '([^']+)'", str(error))
+        if missing:
+            name = missing.group(1)
+            raise RineError(f"unknown setting {name!r}{closest_settings(name, known_settings(tuple(choices)))}; "
+                            "list them with: python train.py --cfg job") from None
+        raise RineError(f"the arguments do not compose into a config: {str(error).splitlines()[0]}") from None
 
 
 def uses_ddp(cfg: DictConfig) -> bool:
@@ -73,8 +178,49 @@ def constraint_control(cfg: DictConfig) -> ConstraintControl:
     return ConstraintControl(target=c.target, growth=c.growth, max_factor=c.max_factor, start_epoch=c.start_epoch)
 
 
+def _is_int(value, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _check_known_keys(cfg: DictConfig) -> None:
+    """A setting nothing reads is an error (e.g. +betaa=3 would silently train with the default β).
+
+    Our own keys (top level, distance, constraint, report) must exist in the defaults; the keys
+    of a section that builds an object (task, model.decoder, model.optimizer) must be keyword
+    arguments of that object (trainer and logger keys are checked by Lightning when built).
+    """
+    base = _default_config()
+    known = known_settings()
+    for key in cfg:
+        if key not in base and key != "hydra":  # a sweep job's config carries Hydra's node
+            raise RineError(f"unknown setting {key!r}{closest_settings(str(key), known)}; nothing reads it")
+    for section in ("distance", "constraint", "report"):
+        for key in cfg[section]:
+            if key not in base[section]:
+                name = f"{section}.{key}"
+                raise RineError(f"unknown setting {name!r}{closest_settings(name, known)}; nothing reads it")
+    for section, node in (("task", cfg.task), ("model.decoder", cfg.model.decoder), ("model.optimizer", cfg.model.optimizer)):
+        target = node.get("_target_")
+        if not target:
+            continue
+        from hydra.utils import get_object
+
+        try:
+            parameters = inspect.signature(get_object(target)).parameters
+        except (ImportError, AttributeError, ValueError, TypeError):
+            continue  # the build step reports a target that cannot be loaded
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            continue
+        for key in node:
+            if not str(key).startswith("_") and key not in parameters:
+                accepted = [f"{section}.{p}" for p in parameters if p not in ("self", "input_shape", "n_classes", "params")]
+                raise RineError(f"unknown setting '{section}.{key}'{closest_settings(f'{section}.{key}', accepted)}; "
+                                f"{target} takes: {', '.join(accepted) or 'none'}")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Reject settings that would train something meaningless, before anything is written."""
+    _check_known_keys(cfg)
     if cfg.mode not in MODES:
         raise RineError(f"mode={cfg.mode} is unknown; choose one of: {', '.join(MODES)}")
     beta = cfg.beta
@@ -95,8 +241,24 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.mode == "pid" and uses_ddp(cfg):
         # Lightning starts the other DDP processes once per script; pid trains several models.
         raise RineError("mode=pid cannot run under trainer=ddp; drop trainer=ddp for mode=pid")
-    if not isinstance(cfg.seed, int):
-        raise RineError(f"seed={cfg.seed} is invalid; use an integer")
+    if not _is_int(cfg.seed) or cfg.seed >= 2**32:
+        raise RineError(f"seed={cfg.seed} is invalid; use an integer from 0 to 2**32 - 1")
+    model = cfg.model
+    if not _is_int(model.batch_size, 2):
+        raise RineError(f"model.batch_size={model.batch_size} is invalid; use an integer >= 2 "
+                        "(BatchNorm needs two samples per batch)")
+    if not _is_int(model.eval_batch_size, 1):
+        raise RineError(f"model.eval_batch_size={model.eval_batch_size} is invalid; use an integer >= 1")
+    if "lr" in model.optimizer and (not _is_number(model.optimizer.lr) or model.optimizer.lr <= 0):
+        raise RineError(f"model.optimizer.lr={model.optimizer.lr} is invalid; use a learning rate > 0")
+    if not _is_number(model.lr_decay) or not 0 < model.lr_decay <= 1:
+        raise RineError(f"model.lr_decay={model.lr_decay} is invalid; use a factor in (0, 1]")
+    hidden = model.decoder.get("hidden")
+    if hidden is not None and (not OmegaConf.is_list(hidden) or not all(_is_int(h, 1) for h in hidden)):
+        raise RineError(f"model.decoder.hidden={hidden} is invalid; give a list of layer widths >= 1, e.g. [64,64] "
+                        "([] for a linear decoder)")
+    if model.threads is not None and not _is_int(model.threads, 1):
+        raise RineError(f"model.threads={model.threads} is invalid; use an integer >= 1, or null for torch's default")
     distance = cfg.distance
     if distance.pairs not in DISTANCE_PAIRS:
         raise RineError(f"distance.pairs={distance.pairs} is unknown; choose one of: {', '.join(DISTANCE_PAIRS)}")

@@ -15,7 +15,9 @@ from rine.objective import RECALIBRATION_ROWS
 class MLP(nn.Sequential):
     """Flatten -> [Linear -> BatchNorm -> ReLU] per hidden layer -> Linear to logits.
 
-    The paper's decoder for the canonical tasks (App. C.4) with hidden=[25, 15, 10].
+    input_shape: one sample's shape (flattened); n_classes: K. hidden=[] is a linear decoder.
+    The paper's decoder for the canonical tasks (App. C.4) is hidden=[25, 15, 10]
+    (model=mlp_paper); the default (model=mlp) is [64, 64].
     """
 
     def __init__(
@@ -64,7 +66,8 @@ class StackedMLPs(nn.Module):
             self.bn_biases.append(nn.Parameter(torch.stack([bn.bias.detach() for bn in bns])))
             self.register_buffer(f"running_mean{layer}", torch.stack([bn.running_mean for bn in bns]))
             self.register_buffer(f"running_var{layer}", torch.stack([bn.running_var for bn in bns]))
-        self.momentum, self.eps = norms[0][0].momentum, norms[0][0].eps
+        # (no BatchNorm, or no hidden layer at all: nothing to normalise)
+        self.momentum, self.eps = (norms[0][0].momentum, norms[0][0].eps) if self.n_norms else (None, None)
 
     @torch.no_grad()
     def copy_to(self, mlps: list[nn.Module]) -> None:

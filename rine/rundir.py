@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,12 +27,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from rine.errors import RineError
 from rine.files import write_json_atomic, write_text_atomic
 
 RESULTS_FILE = "results.json"
 CONFIG_FILE = "config.yaml"
 METRICS_CSV = Path("csv") / "metrics.csv"
 CHECKPOINT = Path("checkpoints") / "last.ckpt"  # rewritten at the end of every epoch
+LOCK_FILE = ".lock"
 GROUP_CHECKPOINT = Path("checkpoints") / "batched_group.ckpt"
 # A batched run's trained decoders: {"state_dict" (last.ckpt's format), "epoch", "rine_history"}.
 DECODERS_CHECKPOINT = Path("checkpoints") / "decoders.ckpt"
@@ -176,8 +181,24 @@ def previous_attempt(cfg: DictConfig, run_dir: str | Path, task) -> Attempt:
     if status == "complete":
         return Attempt(task, complete={**recorded, "skipped": True})
     checkpoint = run_dir / CHECKPOINT
-    resumable = status in ("running", "interrupted") and checkpoint.is_file()
+    resumable = status in ("running", "interrupted") and checkpoint.is_file() and readable_checkpoint(checkpoint)
     return Attempt(task, checkpoint if resumable else None)
+
+
+def readable_checkpoint(path: Path) -> bool:
+    """Whether a checkpoint loads (as data only); one that does not (truncated by a full disk, a
+    crafted file) is renamed aside with a warning, and the run starts afresh."""
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+        return True
+    except Exception as error:  # noqa: BLE001 - any failure to load means: do not resume from it
+        aside = path.with_name(f"{path.name}.unreadable-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+        path.rename(aside)
+        print(f"warning: {path} cannot be read ({type(error).__name__}); set aside as {aside.name}, "
+              "the run starts afresh", file=sys.stderr, flush=True)
+        return False
 
 
 def run_settings(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None) -> dict:
@@ -204,6 +225,42 @@ def run_settings(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None)
     }
 
 
+def lock_run_dir(run_dir: Path) -> int:
+    """Take the run folder's exclusive lock (flock on <run dir>/.lock) and return its descriptor.
+
+    Two processes training into one folder would interleave metrics.csv and pair one run's
+    config.yaml with another's results.json; the second stops with one line naming the holder.
+    The lock goes with the process (a killed run leaves none behind). Raises RineError.
+    """
+    import fcntl
+
+    path = run_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise RineError(f"{run_dir} is in use by {holder}; wait for that run to end or choose another folder "
+                        "(hydra.run.dir=...)") from None
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} (since {started})".encode(), 0)
+    return fd
+
+
+def unlock_run_dir(fd: int | None) -> None:
+    if fd is None:
+        return
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    except OSError:
+        pass  # already released (e.g. by a worker that finished the run)
+
+
 @dataclass
 class RunRecord:
     """The one writer of a run's results.json (keys: RESULTS_SCHEMA).
@@ -216,26 +273,43 @@ class RunRecord:
     run_dir: Path
     settings: dict
     started: float = field(default_factory=time.perf_counter)
+    lock: int | None = None  # the folder's lock, held from begin to the final record
 
     @classmethod
     def begin(cls, cfg: DictConfig, run_dir: str | Path, task, resume_from: Path | None) -> RunRecord:
+        """Lock the folder, record the run as running and save its config. Raises RineError for a
+        folder in use or one that cannot be written."""
         run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        record = cls(run_dir, run_settings(cfg, task, run_dir, resume_from))
-        record._write({"status": "running"})
-        OmegaConf.save(cfg, run_dir / CONFIG_FILE)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            record = cls(run_dir, run_settings(cfg, task, run_dir, resume_from), lock=lock_run_dir(run_dir))
+            record._write({"status": "running"})
+            OmegaConf.save(cfg, run_dir / CONFIG_FILE)
+        except OSError as error:
+            raise RineError(f"cannot write to {run_dir} ({error.strerror or error}); choose a writable folder "
+                            "with space left (hydra.run.dir=... / hydra.sweep.dir=...)") from None
         return record
 
     def complete(self, outcome: dict) -> dict:
         """Write and return the complete record: the settings and `outcome` (training's figures)."""
-        return self._write({"status": "complete", **outcome, "wall_seconds": time.perf_counter() - self.started})
+        try:
+            return self._write({"status": "complete", **outcome, "wall_seconds": time.perf_counter() - self.started})
+        finally:
+            self.release()
 
     def stopped(self, error: BaseException) -> dict:
         """Write why training stopped: interrupted (Ctrl-C, SIGTERM, a kill: resumable) or failed."""
         interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
-        return self._write({"status": "interrupted" if interrupted else "failed",
-                            "error": f"{type(error).__name__}: {error}",
-                            "wall_seconds": time.perf_counter() - self.started})
+        try:
+            return self._write({"status": "interrupted" if interrupted else "failed",
+                                "error": f"{type(error).__name__}: {error}",
+                                "wall_seconds": time.perf_counter() - self.started})
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        unlock_run_dir(self.lock)
+        self.lock = None
 
     def _write(self, fields: dict) -> dict:
         record = {**self.settings, **fields}

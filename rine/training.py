@@ -10,6 +10,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig
 
 from rine.config import build, constraint_control
@@ -17,10 +18,19 @@ from rine.console import quiet_framework_output
 from rine.data import TaskData, TensorBatches, check_splits, seed_all
 from rine.errors import RineError
 from rine.estimator import BetaSchedule, RedundancyEstimator
+from rine.files import save_torch_atomic
 from rine.rundir import CHECKPOINT, write_metrics_csv
 from rine.tracking import finish_wandb, is_wandb, wandb_logger
 
 quiet_framework_output()  # Lightning, just imported, has added its console handlers
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, but through a temporary file and a rename: a full disk or a
+    kill mid-write leaves the previous checkpoint, never a truncated one."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        save_torch_atomic(path, checkpoint)
 
 
 def summarize(history: list[dict[str, float]], last_epochs: int, n_sources: int) -> dict:
@@ -181,7 +191,8 @@ def fit(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None) -
                                                     enable_version_counter=False))
     # Lightning's CSV logger starts its file afresh: keep the epochs logged before a kill.
     loggers = _build_loggers(cfg, run_dir)
-    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
+    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir),
+                    plugins=[AtomicCheckpointIO()])
     if data.views is not None:
         # Images are decoded once and kept on the training device: batches are cut there.
         device = trainer.strategy.root_device
@@ -197,6 +208,7 @@ def fit(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None) -
             ),
             val_dataloaders=TensorBatches(data.heldout, cfg.model.eval_batch_size, shuffle=False, **shard),
             ckpt_path=resume_from,
+            weights_only=True,  # a checkpoint is data: nothing in it is executed
         )
         if len(module.history) < cfg.trainer.max_epochs:
             raise RineError(f"training stopped after {len(module.history)} of {cfg.trainer.max_epochs} epochs")

@@ -50,12 +50,22 @@ class BatchedLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from rine.batched import supported
-        from rine.errors import RineError
+        from rine.config import validate_config
         from rine.console import quiet_framework_output
+        from rine.errors import RineError
         from rine.run import print_report, run_many
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        sweep_configs = [self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+                         for overrides in job_overrides]
+        try:
+            # Every job's settings first: a bad value stops the sweep before any job folder exists.
+            for sweep_config in sweep_configs:
+                validate_config(sweep_config)
+        except RineError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         quiet_framework_output()
         log.info(f"Launching {len(job_overrides)} jobs, small ones batched")
@@ -63,8 +73,7 @@ class BatchedLauncher(Launcher):
         returns: list[JobReturn | None] = [None] * len(job_overrides)
         batched: list[tuple[int, DictConfig, str]] = []  # (job, config, run dir)
         one_by_one: list[tuple[int, DictConfig]] = []
-        for i, overrides in enumerate(job_overrides):
-            sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        for i, (overrides, sweep_config) in enumerate(zip(job_overrides, sweep_configs)):
             if not supported(sweep_config):
                 one_by_one.append((i, sweep_config))
                 continue

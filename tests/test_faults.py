@@ -1,0 +1,214 @@
+"""Bad input and faults: one line, exit code 2, nothing lost, nothing executed (issue 11).
+
+BAD_COMMANDS is the table of bad train.py commands re-run for every change: each must exit
+2 with exactly one line on stderr (no traceback, no Hydra page) and leave no results.json
+claiming success. The other tests cover faults: two processes on one folder, signals, a
+truncated checkpoint, mode=pid's resume record, the batched engine's decoders without
+BatchNorm or hidden layers, and the Python API's arguments.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rine.config import compose_config
+from rine.errors import RineError
+from rine.run import run, run_many
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (arguments, the start of the one stderr line)
+BAD_COMMANDS = [
+    (["seed=-1"], "error: seed=-1 is invalid"),
+    (["-m", "seed=-1,0"], "error: seed=-1 is invalid"),
+    (["model.batch_size=0"], "error: model.batch_size=0 is invalid"),
+    (["model.batch_size=1"], "error: model.batch_size=1 is invalid"),
+    (["model.batch_size=-5"], "error: model.batch_size=-5 is invalid"),
+    (["model.eval_batch_size=0"], "error: model.eval_batch_size=0 is invalid"),
+    (["model.optimizer.lr=-1"], "error: model.optimizer.lr=-1 is invalid"),
+    (["model.decoder.hidden=[0]"], "error: model.decoder.hidden=[0] is invalid"),
+    (["model.threads=-1"], "error: model.threads=-1 is invalid"),
+    (["gamma=1"], "error: gamma=1 is invalid"),
+    (["betaa=3"], "error: unknown setting 'betaa' (did you mean beta?)"),
+    (["+betaa=3"], "error: unknown setting 'betaa' (did you mean beta?)"),
+    (["task.nme=x"], "error: unknown setting 'task.nme' (did you mean task.name"),
+    (["+task.nme=x"], "error: unknown setting 'task.nme' (did you mean task.name"),
+    (["data_dir=x"], "error: unknown setting 'data_dir' (did you mean"),
+    (["+distance.foo=1"], "error: unknown setting 'distance.foo'"),
+    (["pmf_file=/tmp/a=b.csv", "task=pmf"], "error: cannot read the argument 'pmf_file=/tmp/a=b.csv': its value contains '='"),
+    (["task=nope"], "error: unknown task 'nope'; choose one of"),
+    (["objective=nope"], "error: unknown objective 'nope'; choose one of: constrained, paper"),
+    (["model=mlp_paper"], "error: beta_schedule=constrained raises β until the decoders agree"),
+]
+
+
+def train_py(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "WANDB_MODE": "disabled", **(env or {})})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, message", BAD_COMMANDS, ids=[" ".join(a) for a, _ in BAD_COMMANDS])
+def test_bad_command_is_one_line_exit_2_and_writes_no_result(tmp_path, args, message):
+    proc = train_py(*args, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not list(tmp_path.rglob("results.json"))
+
+
+def test_valid_settings_compose_and_pass_the_same_checks():
+    from rine.config import check_overrides, validate_config
+
+    check_overrides(["beta=5", "+trainer.limit_train_batches=2", "pmf_file='/tmp/a=b.csv'", "-m", "seed=0,1"])
+    validate_config(compose_config(["model.decoder.hidden=[]", "model.threads=null", "seed=4294967295"]))
+
+
+def test_a_second_process_on_a_run_folder_stops_naming_the_holder(tmp_path):
+    from rine.rundir import RunRecord
+
+    cfg = compose_config(["trainer.max_epochs=1"])
+
+    class Task:
+        name, source_files = "t", []
+
+    holder = RunRecord.begin(cfg, tmp_path, Task(), None)
+    proc = train_py("trainer.max_epochs=1", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"error: {tmp_path} is in use by process {os.getpid()} on {os.uname().nodename} "
+                                   f"(since {(tmp_path / '.lock').read_text().split('since ')[1]}; wait for that run "
+                                   "to end or choose another folder (hydra.run.dir=...)")
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "running"  # the holder's record
+    holder.release()
+    assert train_py("trainer.max_epochs=1", f"hydra.run.dir={tmp_path}").returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_interrupts_with_a_message_and_the_run_resumes(tmp_path, signum, code):
+    args = ["task=unq", "trainer.max_epochs=30", f"hydra.run.dir={tmp_path}"]
+    proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
+    checkpoint = tmp_path / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code
+    assert stderr.strip().splitlines()[-1].startswith(f"interrupted by {signal.Signals(signum).name}: ")
+    assert "run the same command again to resume it" in stderr and "Traceback" not in stderr
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "interrupted"
+    resumed = train_py(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["status"] == "complete" and results["resumed"] is True and results["epochs"] == 30
+
+
+def test_checkpoints_are_written_atomically_and_an_unreadable_one_is_set_aside(tmp_path, capsys):
+    cfg = compose_config(["trainer.max_epochs=2", "report.last_epochs=1"])
+    first = run(cfg, tmp_path)
+    checkpoints = tmp_path / "checkpoints"
+    assert [p.name for p in checkpoints.iterdir()] == ["last.ckpt"]  # no temporary file left beside it
+    # A full disk truncated it while the run was running: the next attempt must not crash on it.
+    record = json.loads((tmp_path / "results.json").read_text())
+    (tmp_path / "results.json").write_text(json.dumps({**record, "status": "running"}))
+    with (checkpoints / "last.ckpt").open("r+b") as f:
+        f.truncate(100)
+    again = run(cfg, tmp_path)
+    assert "cannot be read" in capsys.readouterr().err
+    assert again["status"] == "complete" and not again.get("resumed") and again["resume_from"] is None
+    assert again["redundancy_bits"] == pytest.approx(first["redundancy_bits"], abs=1e-6)  # trained afresh
+    assert sorted(p.name.split("-")[0] for p in checkpoints.iterdir()) == ["last.ckpt", "last.ckpt.unreadable"]
+
+
+def test_a_killed_pid_run_restarts_and_says_so_truthfully(tmp_path):
+    cfg = compose_config(["mode=pid", "trainer.max_epochs=1", "report.last_epochs=1"])
+    run(cfg, tmp_path)
+    record = json.loads((tmp_path / "results.json").read_text())
+    (tmp_path / "results.json").write_text(json.dumps({**record, "status": "running"}))  # as if killed
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    again = run(cfg, tmp_path)
+    assert again["status"] == "complete" and again["resume_from"] is None and "resumed" not in again
+
+
+@pytest.mark.parametrize("override", ["model.decoder.batch_norm=false", "model.decoder.hidden=[]"])
+def test_the_batched_engine_trains_every_mlp_the_one_run_engine_does(tmp_path, override):
+    cfg = compose_config(["trainer.max_epochs=2", "report.last_epochs=1", override])
+    alone = run(cfg, tmp_path / "alone")
+    (together,) = run_many([cfg], [tmp_path / "together"])
+    assert together["curve"]["redundancy_bits"] == pytest.approx(alone["curve"]["redundancy_bits"], abs=1e-4)
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path):
+    # A path under a file cannot be made (as root, a read-only folder still can: this fault is the same kind).
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(RineError, match=rf"^cannot write to {blocker / 'run'} \(.*\); choose a writable folder"):
+        run(compose_config(["trainer.max_epochs=1"]), blocker / "run")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if not os.access(folder, os.W_OK):  # a user who cannot write anywhere they like
+            with pytest.raises(RineError, match=rf"^cannot write to {folder / 'run'} "):
+                run(compose_config(["trainer.max_epochs=1"]), folder / "run")
+    finally:
+        folder.chmod(0o700)
+
+
+API_MISTAKES = [
+    (dict(seeds=1.5), "seeds=1.5 is invalid"),
+    (dict(seeds=["a"]), "seeds=['a'] is invalid"),
+    (dict(seeds=[0, 0]), "repeats a seed"),
+    (dict(seeds=0), "seeds=0 is invalid"),
+    (dict(epochs=0), "epochs=0 is invalid"),
+    (dict(level=1.5), "level=1.5 is invalid"),
+    (dict(overrides="beta=3"), "give a list of train.py overrides"),
+    (dict(overrides=["betaa=3"]), "unknown setting 'betaa' (did you mean beta?)"),
+]
+
+
+@pytest.mark.parametrize("arguments, message", API_MISTAKES, ids=[str(a) for a, _ in API_MISTAKES])
+def test_api_mistakes_are_one_sentence(arguments, message):
+    import rine
+
+    y = np.arange(100) % 2
+    with pytest.raises(RineError, match=re.escape(message)) as error:
+        rine.estimate_redundancy([y, y], y, **arguments)
+    assert "\n" not in str(error.value)
+
+
+def test_api_run_dir_a_file_and_empty_arrays(tmp_path):
+    import rine
+
+    y = np.arange(100) % 2
+    file = tmp_path / "file"
+    file.write_text("")
+    with pytest.raises(RineError, match="is a file; give a folder"):
+        rine.estimate_redundancy([y, y], y, run_dir=file)
+    with pytest.raises(RineError, match="no samples"):
+        rine.estimate_redundancy([np.array([]), np.array([])], np.array([], dtype=int))
+
+
+def test_api_run_dir_reused_with_other_data_keeps_both(tmp_path):
+    import rine
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    first = rine.estimate_redundancy([y, y], y, seeds=1, epochs=1, run_dir=tmp_path)
+    other = rine.estimate_redundancy([y, rng.normal(size=200)], y, seeds=1, epochs=1, run_dir=tmp_path)
+    assert first.run_dirs != other.run_dirs
+    kept = json.loads((Path(first.run_dirs[0]) / "results.json").read_text())
+    assert kept["redundancy_bits"] == first.bits  # not overwritten by the other data's run
+    again = rine.estimate_redundancy([y, y], y, seeds=1, epochs=1, run_dir=tmp_path)
+    assert again.results[0].get("skipped") is True
