@@ -86,3 +86,29 @@ def test_batched_runs_keep_their_trained_decoders_in_the_one_run_format(tmp_path
     redundancy = data.h_y_bits - float(nats_to_bits(ce.mean()))
     assert redundancy == pytest.approx(together["redundancy_bits_final"], abs=1e-5)
     assert redundancy == pytest.approx(alone["redundancy_bits_final"], abs=1e-3)
+
+
+@pytest.mark.parametrize("hidden, batch_norm", [((8, 4), True), ((8,), False), ((), True)])
+def test_stacked_weights_copy_back_into_each_decoder(hidden, batch_norm):
+    import torch
+
+    from rine.models import MLP, StackedMLPs
+
+    torch.manual_seed(0)
+    widths = [3, 5]  # the narrower input is zero-padded in the stack
+    mlps = [MLP((w,), 4, hidden=hidden, batch_norm=batch_norm) for w in widths]
+    net = StackedMLPs(mlps, max(widths))
+    net.train()
+    x = torch.randn(2, 16, max(widths))
+    x[0, :, widths[0]:] = 0
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p))  # "training": the stack moves away from the decoders it was built from
+    net(x)  # and its BatchNorm statistics too
+    net.eval()
+    net.copy_to(mlps)
+    with torch.no_grad():
+        stacked = net(x)
+        for g, (mlp, w) in enumerate(zip(mlps, widths)):
+            mlp.eval()
+            assert torch.allclose(mlp(x[g, :, :w]), stacked[g], atol=1e-5)
