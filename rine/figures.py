@@ -134,7 +134,8 @@ def draw_run_curves(cfg, run_dir: str | Path, results: dict, history=None) -> Pa
     try:
         if history is None:
             history = pd.read_csv(run_dir / METRICS_CSV)
-        return draw_curves(history, results, run_dir / CURVES_FIGURE, cfg.distance.warn_above, cfg.report.last_epochs)
+        return draw_curves(history, results, run_dir / CURVES_FIGURE, cfg.distance.warn_above,
+                           cfg.report.last_epochs)
     except Exception as error:  # noqa: BLE001
         print(f"warning: {run_dir}: {CURVES_FIGURE} not drawn ({type(error).__name__}: {error})", file=sys.stderr,
               flush=True)

@@ -25,7 +25,8 @@ from rine.console import quiet_framework_output
 from rine.errors import RineError
 from rine.figures import draw_run_curves
 from rine.files import save_torch_atomic
-from rine.rundir import DECODERS_CHECKPOINT, GROUP_CHECKPOINT, Attempt, RunRecord, previous_attempt, read_results, write_metrics_csv
+from rine.rundir import (DECODERS_CHECKPOINT, GROUP_CHECKPOINT, Attempt, RunRecord, previous_attempt, read_results,
+                         write_metrics_csv)
 
 
 def check(cfg: DictConfig, run_dir: str | Path) -> Attempt:

@@ -140,8 +140,8 @@ def bounds_check(outcome: dict, cfg: DictConfig) -> dict:
 
 
 def _build_loggers(cfg: DictConfig, run_dir: Path) -> list:
-    return [wandb_logger(logger_cfg, cfg, run_dir) if is_wandb(logger_cfg) else build(logger_cfg, save_dir=str(run_dir))
-            for logger_cfg in (cfg.logger or {}).values()]
+    return [wandb_logger(logger_cfg, cfg, run_dir) if is_wandb(logger_cfg)
+            else build(logger_cfg, save_dir=str(run_dir)) for logger_cfg in (cfg.logger or {}).values()]
 
 
 def _finish_loggers(loggers: list, outcome: dict | None) -> None:

@@ -230,7 +230,8 @@ def check_source_names(names, n_sources: int, where: str) -> list[str] | None:
     if names is None:
         return None
     names = list(names)
-    if len(names) != n_sources or not all(isinstance(n, str) and n.strip() for n in names) or len(set(names)) < len(names):
+    named = all(isinstance(n, str) and n.strip() for n in names)
+    if len(names) != n_sources or not named or len(set(names)) < len(names):
         raise RineError(f"{where}: {names!r} does not name the {n_sources} sources; give {n_sources} distinct, "
                         "non-empty names as text")
     return names
