@@ -12,6 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+import rine.rundir  # noqa: F401  (registers the resolver that names the run folder: ${rine_if_set:...})
 from rine.errors import RineError
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")

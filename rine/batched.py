@@ -67,9 +67,11 @@ def _stack_sources(datas, split: str, width: int) -> torch.Tensor:
 
 
 def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = None,
-                identity: list | None = None) -> tuple[list[tuple[list[dict], TaskData]], bool]:
-    """Train the runs of one group together; returns each run's (history, data), and
-    whether training continued from `checkpoint`.
+                identity: list | None = None) -> tuple[list[tuple[list[dict], TaskData, dict]], bool]:
+    """Train the runs of one group together; returns each run's (history, data, decoders),
+    and whether training continued from `checkpoint`. `decoders` is the run's trained
+    decoders as a state dict in the one-run engine's format (RedundancyEstimator's keys,
+    `decoders.<source>.<layer>.<parameter>`, as in checkpoints/last.ckpt's `state_dict`).
 
     The group's state is saved to `checkpoint` after every epoch, tagged with `identity`
     (the members' run dirs and configs); a later call with the same identity continues
@@ -173,11 +175,12 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
         val_accuracy = correct.double() / y_val.shape[1]
         for r in range(runs):
             row = {"epoch": epoch, "step": (epoch + 1) * len(starts), "beta": beta_values[r], "lr": lr}
+            # The keys in RedundancyEstimator's order, so both engines write the same columns.
             row.update(stage_metrics("train", float(h_y[r]), train[r, :n], train[r, n], train[r, n + 1],
                                      train[r, n + 2: 2 * n + 2]))
+            row["train/loss"] = float(train[r, -1])
             row.update(stage_metrics("val", float(h_y[r]), ce[r].double(), distance[r], tv[r], val_accuracy[r],
                                      second_moments[r], y_val.shape[1]))
-            row["train/loss"] = float(train[r, -1])
             per_class = h_y[r] - nats_to_bits(class_ce[r, : n_classes[r]])
             for c, value in enumerate(per_class.tolist()):
                 row[f"val/redundancy_bits_class{c}"] = value
@@ -185,6 +188,9 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
         if checkpoint is not None:
             save_torch_atomic(checkpoint, {"identity": identity, "epoch": epoch, "net": net.state_dict(),
                                            "optimizer": optimizer.state_dict(), "histories": histories})
-    return list(zip(histories, datas)), first_epoch > 0
+    net.copy_to(mlps)
+    decoders = [{f"decoders.{i}.{key}": value for i, mlp in enumerate(mlps[r * n:(r + 1) * n])
+                 for key, value in mlp.state_dict().items()} for r in range(runs)]
+    return list(zip(histories, datas, decoders)), first_epoch > 0
 
 

@@ -42,6 +42,7 @@ class TaskData:
     h_y_basis: str  # "exact" (known distribution) or "empirical" (training labels)
     reference: dict | None = None  # exact measures, when the distribution is known
     class_names: list[str] = field(default_factory=list)
+    source_names: list[str] | None = None  # the sources' names; None: x1..xn
     # Image tasks: a module mapping a batch of raw images to the list of sources (with
     # `.shapes`, one per source); the splits then hold [images] only. None: sources as stored.
     views: torch.nn.Module | None = None

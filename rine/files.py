@@ -18,6 +18,7 @@ import io
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 from rine.errors import RineError
@@ -54,20 +55,53 @@ def read_text(path: Path) -> str:
     return text
 
 
-def read_csv_rows(path: Path, skip_comments: bool = False) -> list[list[str]]:
-    """The non-blank rows of a user's UTF-8 CSV file (fields unstripped).
+def read_csv_table(path: Path, skip_comments: bool = False):
+    """A user's UTF-8 CSV file as a table of text (pandas.read_csv): columns named by its
+    first non-blank row, stripped; one row per other non-blank row (fields unstripped),
+    indexed by its line number in the file. Blank rows (every field empty) are dropped.
 
-    skip_comments: also drop lines starting with '#'. Raises RineError as read_text, and for
-    text the csv module cannot parse (e.g. a field over its size limit).
+    skip_comments: also drop lines starting with '#'. Raises RineError as read_text, and
+    "<path>, line N: expected K fields, found M" for a row with more or fewer fields than
+    the header, or for text pandas cannot parse (e.g. a field over the csv module's limit).
+    An empty file gives an empty table (no columns).
     """
-    lines = [
-        line for line in io.StringIO(read_text(path), newline="")
-        if line.strip() and not (skip_comments and line.lstrip().startswith("#"))
-    ]
+    import pandas as pd
+
+    text = read_text(path)
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if skip_comments:
+        # Comment lines become blank lines, so pandas' line numbers stay the file's.
+        lines = ["" if line.lstrip().startswith("#") else line for line in lines]
+        text = "\n".join(lines)
     try:
-        return [row for row in csv.reader(lines) if any(cell.strip() for cell in row)]
-    except csv.Error as error:
-        raise RineError(f"{path}: not a readable CSV file ({error}); {SAVE_AS_CSV}") from None
+        # The python engine: the csv module's parser (and its field-size limit), all fields as text.
+        table = pd.read_csv(io.StringIO(text, newline=""), header=None, dtype=str, na_filter=False,
+                            engine="python", skip_blank_lines=True, index_col=False)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (pd.errors.ParserError, csv.Error) as error:
+        ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
+        if ragged:
+            expected, line, found = ragged.groups()
+            raise RineError(f"{path}, line {line}: expected {expected} fields, found {found}") from None
+        raise RineError(f"{path}: not a readable CSV file ({str(error).strip()}); {SAVE_AS_CSV}") from None
+    # The file line of each row: the non-blank lines, unless a quoted field spans lines.
+    non_blank = [i + 1 for i, line in enumerate(lines) if line.strip()]
+    table.index = non_blank if len(non_blank) == len(table) else range(1, len(table) + 1)
+    # Rows of empty fields (",,,") are blank too; only rows whose first field is empty can be.
+    maybe_blank = table.index[table.iloc[:, 0].fillna("").str.strip() == ""]
+    blank = [i for i in maybe_blank if not any(isinstance(c, str) and c.strip() for c in table.loc[i])]
+    table = table.drop(index=blank)
+    if table.empty:
+        return pd.DataFrame()
+    header, body = table.iloc[0], table.iloc[1:]
+    short = body.iloc[:, -1].isna()  # fields missing at the end of a row (pandas fills them with NaN)
+    if short.any():
+        line = body.index[short.argmax()]
+        raise RineError(f"{path}, line {line}: expected {len(header)} fields, "
+                        f"found {int(body.loc[line].notna().sum())}")
+    body.columns = [str(h).strip() for h in header]
+    return body
 
 
 def _replace_atomically(path: Path, write) -> None:
@@ -128,19 +162,23 @@ def save_torch_atomic(path: str | Path, state) -> None:
 PDF_FONTS = {"pdf.fonttype": 42, "ps.fonttype": 42}
 
 
-def save_figure_atomic(fig, path_without_suffix: str | Path) -> list[Path]:
-    """The figure as PNG and PDF (TrueType fonts), each written atomically; returns the paths."""
+def save_figure_atomic(fig, path_without_suffix: str | Path, suffixes: tuple[str, ...] = (".png", ".pdf"),
+                       **savefig) -> list[Path]:
+    """The figure as PNG and PDF (TrueType fonts; or the `suffixes` given), each written
+    atomically; returns the paths. `savefig`: Figure.savefig's options (default dpi=150,
+    bbox_inches="tight")."""
+    options = {"dpi": 150, "bbox_inches": "tight", **savefig}
     import matplotlib
 
     written = []
     Path(path_without_suffix).parent.mkdir(parents=True, exist_ok=True)
     with matplotlib.rc_context(PDF_FONTS):
-        for suffix in (".png", ".pdf"):
+        for suffix in suffixes:
             path = Path(path_without_suffix).with_suffix(suffix)
             # the suffix stays last: matplotlib picks the format from it
             tmp = path.with_name(f".{path.stem}.tmp{suffix}")
             try:
-                fig.savefig(tmp, dpi=150, bbox_inches="tight")
+                fig.savefig(tmp, **options)
                 os.replace(tmp, path)
             finally:
                 tmp.unlink(missing_ok=True)

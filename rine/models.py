@@ -77,6 +77,23 @@ class StackedMLPs(nn.Module):
         self.momentum, self.eps = (norms[0][0].momentum, norms[0][0].eps) if self.n_norms else (None, None)
 
     @torch.no_grad()
+    def copy_to(self, mlps: list[nn.Module]) -> None:
+        """Write each group's weights and BatchNorm statistics back into its own MLP (the ones
+        this was built from, in order), the inverse of __init__'s copy."""
+        for g, mlp in enumerate(mlps):
+            linears = [m for m in mlp if isinstance(m, nn.Linear)]
+            norms = [m for m in mlp if isinstance(m, nn.BatchNorm1d)]
+            for layer, linear in enumerate(linears):
+                # Slices undo the padding of narrower inputs and of fewer classes.
+                linear.weight.copy_(self.weights[layer][g, : linear.in_features, : linear.out_features].t())
+                linear.bias.copy_(self.biases[layer][g, : linear.out_features])
+            for layer, bn in enumerate(norms):
+                bn.weight.copy_(self.bn_weights[layer][g])
+                bn.bias.copy_(self.bn_biases[layer][g])
+                bn.running_mean.copy_(getattr(self, f"running_mean{layer}")[g])
+                bn.running_var.copy_(getattr(self, f"running_var{layer}")[g])
+
+    @torch.no_grad()
     def recalibrate(self, x: torch.Tensor) -> None:
         """BatchNorm running statistics := the exact statistics of x [G, N, in] under the current
         weights (as RedundancyEstimator.recalibrate_batch_norm: the same passes, the same averaging)."""

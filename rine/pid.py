@@ -48,7 +48,11 @@ class SourceSubset:
     def setup(self, seed: int):
         # The same seed gives the same samples and split as the redundancy run.
         data = self.task.setup(seed)
-        return dataclasses.replace(data, train=self._select(data.train), heldout=self._select(data.heldout))
+        names = data.source_names
+        if names is not None:
+            names = [names[i] for i in self.select] if self.select is not None else [" + ".join(names)]
+        return dataclasses.replace(data, train=self._select(data.train), heldout=self._select(data.heldout),
+                                   source_names=names)
 
 
 CONTINUOUS_NOTE = (

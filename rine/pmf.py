@@ -15,9 +15,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from rine.errors import RineError
-from rine.files import read_csv_rows, read_text
+from rine.files import read_csv_table, read_text
 from rine.info import entropy_bits, gacs_korner_redundancy_bits, marginal, mutual_information_bits
 
 SHIPPED_DIR = Path(__file__).parent / "pmfs"
@@ -94,12 +95,16 @@ TRUE_REDUNDANCY_LINE = re.compile(r"#\s*true_redundancy\s*:\s*(\w+)\s*,\s*(\w+)\
 
 
 def load_pmf(name_or_path: str) -> JointPmf:
+    """The joint pmf of a shipped table's name or a CSV file (columns x1..xn, y, p).
+
+    Raises RineError "<path>: ..." (or "<path>, line N: ...") for every malformed file.
+    """
     path = resolve_pmf_path(name_or_path)
-    rows = read_csv_rows(path, skip_comments=True)
+    table = read_csv_table(path, skip_comments=True)
     declared = [m.groups() for line in read_text(path).splitlines() if (m := TRUE_REDUNDANCY_LINE.match(line.strip()))]
-    if not rows:
+    if table.columns.empty:
         raise RineError(f"{path}: the file is empty; expected a header x1,x2,...,y,p and one row per outcome")
-    header = [h.strip() for h in rows[0]]
+    header = list(table.columns)
     source_cols = sorted(
         (h for h in header if re.fullmatch(r"x[1-9][0-9]*", h)), key=lambda h: int(h[1:])
     )
@@ -113,38 +118,27 @@ def load_pmf(name_or_path: str) -> JointPmf:
     extra = set(header) - set(source_cols) - {"y", "p"}
     if extra:
         raise RineError(f"{path}: unexpected column(s) {', '.join(sorted(extra))}; expected columns x1..xn, y, p")
-    body = rows[1:]
-    if not body:
+    if table.empty:
         raise RineError(f"{path}: no outcomes after the header; add one row per (x1..xn, y) with its probability p")
 
     columns = source_cols + ["y"]
-    index = {h: header.index(h) for h in columns + ["p"]}
-    symbols: dict[str, list[str]] = {c: [] for c in columns}
-    cells: dict[tuple[int, ...], Fraction] = {}
-    for line_no, row in enumerate(body, start=2):
-        where = f"{path}, line {line_no}"
-        if len(row) != len(header):
-            raise RineError(f"{where}: expected {len(header)} fields, found {len(row)}")
-        key = []
-        for c in columns:
-            s = row[index[c]].strip()
-            if s not in symbols[c]:
-                symbols[c].append(s)
-            key.append(symbols[c].index(s))
-        if tuple(key) in cells:
-            raise RineError(f"{where}: outcome {tuple(row[index[c]].strip() for c in columns)} is listed twice")
-        cells[tuple(key)] = _parse_probability(row[index["p"]], where)
-
-    total = sum(cells.values())
+    outcomes = table[columns].apply(lambda column: column.str.strip())
+    repeated = outcomes.duplicated()
+    if repeated.any():
+        line = outcomes.index[repeated.argmax()]
+        raise RineError(f"{path}, line {line}: outcome {tuple(outcomes.loc[line])} is listed twice")
+    probabilities = [_parse_probability(text, f"{path}, line {line}") for line, text in table["p"].items()]
+    total = sum(probabilities)
     if abs(float(total) - 1.0) > SUM_TOLERANCE:
         raise RineError(f"{path}: probabilities sum to {float(total):.6g}, not 1; fix the p column")
-    table = np.zeros([len(symbols[c]) for c in columns])
-    for key, p in cells.items():
-        table[key] = float(p)
-    table /= table.sum()  # remove decimal round-off within the tolerance
+    # Symbols in order of first appearance; each outcome's cell is its symbols' indices.
+    codes, symbols = zip(*(pd.factorize(outcomes[c]) for c in columns))
+    table_p = np.zeros([len(s) for s in symbols])
+    table_p[tuple(codes)] = [float(p) for p in probabilities]
+    table_p /= table_p.sum()  # remove decimal round-off within the tolerance
     return JointPmf(
-        table=table,
-        source_symbols=tuple(tuple(symbols[c]) for c in source_cols),
-        target_symbols=tuple(symbols["y"]),
+        table=table_p,
+        source_symbols=tuple(tuple(s) for s in symbols[:-1]),
+        target_symbols=tuple(symbols[-1]),
         true_redundancy=declared[0] if declared else None,
     )

@@ -27,7 +27,7 @@ from rine.rundir import CONFIG_FILE, METRICS_CSV, RESULTS_FILE
 # Config keys that say where or how a run ran, never what it computed, so two runs that
 # differ only there are the same measurement: the run folder and launcher (hydra), the
 # loggers, where the data lives, the device and its thread count, what the console shows,
-# whether checkpoints are kept, the dit time budget (references beside the number) and the
+# whether checkpoints are kept or curves.png drawn, the dit time budget (references beside the number) and the
 # warning threshold (a run's validity is read from results.json, not from here). `seed`
 # is the replicate: any seed of an experiment counts (e.g. `seed=range(10)`).
 NOT_COMPARED = (
@@ -35,7 +35,7 @@ NOT_COMPARED = (
     "task.data_dir", "task.download", "task.reference_timeout_s",
     "trainer.default_root_dir", "trainer.accelerator", "trainer.devices", "trainer.num_nodes",
     "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.enable_checkpointing",
-    "trainer.log_every_n_steps", "model.threads", "distance.warn_above",
+    "trainer.log_every_n_steps", "model.threads", "distance.warn_above", "report.curves",
 )
 # What results.json records of a run's settings: the settings of a run without config.yaml.
 RESULT_SETTINGS = ("task", "mode", "beta", "beta_schedule", "gamma", "width", "max_epochs",

@@ -23,7 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 from rine.config import build, validate_config
 from rine.console import quiet_framework_output
 from rine.errors import RineError
-from rine.rundir import GROUP_CHECKPOINT, Attempt, RunRecord, previous_attempt, read_results, write_metrics_csv
+from rine.figures import draw_run_curves
+from rine.files import save_torch_atomic
+from rine.rundir import (DECODERS_CHECKPOINT, GROUP_CHECKPOINT, Attempt, RunRecord, previous_attempt, read_results,
+                         write_metrics_csv)
 
 
 def check(cfg: DictConfig, run_dir: str | Path) -> Attempt:
@@ -82,6 +85,7 @@ def _run_one(cfg: DictConfig, run_dir: str | Path, attempt: Attempt) -> dict:
         raise
     if attempt.resume_from is not None:
         outcome = {**outcome, "resumed": True}
+    draw_run_curves(cfg, run_dir, {**record.settings, **outcome})
     return record.complete(outcome)
 
 
@@ -115,6 +119,7 @@ def _train_group_and_finish(members: list[tuple[int, DictConfig, object, RunReco
     with an error, or finished, removes it.
     """
     from rine.batched import train_group
+    from rine.tracking import log_completed_run
     from rine.training import outcome_of
 
     checkpoint = members[0][3].run_dir / GROUP_CHECKPOINT
@@ -129,12 +134,17 @@ def _train_group_and_finish(members: list[tuple[int, DictConfig, object, RunReco
             checkpoint.unlink(missing_ok=True)
         raise
     finished = []
-    for (i, cfg, _, record), (history, data) in zip(members, trained):
+    for (i, cfg, _, record), (history, data, decoders) in zip(members, trained):
         write_metrics_csv(record.run_dir, history)
+        if cfg.trainer.enable_checkpointing:
+            save_torch_atomic(record.run_dir / DECODERS_CHECKPOINT,
+                              {"state_dict": decoders, "epoch": len(history) - 1, "rine_history": history})
         outcome = {**outcome_of(history, data, cfg), "batched_with": len(members)}
         if resumed:
             outcome["resumed"] = True
+        draw_run_curves(cfg, record.run_dir, {**record.settings, **outcome}, history)
         finished.append((i, record.complete(outcome)))
+        log_completed_run(cfg, record.run_dir, history, finished[-1][1])  # logger=wandb: its W&B run
     checkpoint.unlink(missing_ok=True)
     return finished
 
@@ -244,15 +254,17 @@ def run_warnings(results: dict) -> list[str]:
 
 
 def format_summary(results: dict) -> str:
-    """One line: task, β (and what the constrained schedule raised it to), the estimate, the exact
-    value when known, the decoders' disagreement (mean total variation), and the run folder.
+    """One line: task, the crop width (image tasks), β (and what the constrained schedule raised
+    it to), the estimate, the exact value when known, the decoders' disagreement (mean total
+    variation), and the run folder.
 
     mode=pid adds a second line with the atoms.
     """
     beta = f"beta={results['beta']:g}"
     if results.get("beta_schedule") == "constrained" and results.get("beta_final", 0) > results["beta"] * 1.0001:
         beta += f"→{results['beta_final']:.3g}"
-    line = f"{results['task']}  {beta}  I∩ = {results['redundancy_bits']:.2f} bits"
+    width = f"width={results['width']}  " if results.get("width") is not None else ""  # image tasks' crop width
+    line = f"{results['task']}  {width}{beta}  I∩ = {results['redundancy_bits']:.2f} bits"
     if results.get("valid") is False:
         line += " (INVALID: see warning)"
     truth = (results.get("reference") or {}).get("true_redundancy")

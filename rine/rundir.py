@@ -4,8 +4,10 @@ folder already holds of a run.
     <run dir>/results.json                  the run's record (RESULTS_SCHEMA), written atomically
     <run dir>/config.yaml                   the composed config it trained with
     <run dir>/csv/metrics.csv               one row per epoch (METRICS_CSV; both engines, same columns)
+    <run dir>/curves.png                    its training curves (rine.figures, when it completes)
     <run dir>/checkpoints/last.ckpt         where a killed one-run training resumes
     <run dir>/checkpoints/batched_group.ckpt  where a killed batched group resumes (its first run's folder)
+    <run dir>/checkpoints/decoders.ckpt     a batched run's trained decoders (last.ckpt's state_dict format)
     <run dir>/pid/<run>/                    mode=pid's trainings at β = 0
 
 outputs/README.md shows the schema to users; tests/test_rundir.py keeps the two in step.
@@ -34,8 +36,20 @@ METRICS_CSV = Path("csv") / "metrics.csv"
 CHECKPOINT = Path("checkpoints") / "last.ckpt"  # rewritten at the end of every epoch
 LOCK_FILE = ".lock"
 GROUP_CHECKPOINT = Path("checkpoints") / "batched_group.ckpt"
+# A batched run's trained decoders: {"state_dict" (last.ckpt's format), "epoch", "rine_history"}.
+DECODERS_CHECKPOINT = Path("checkpoints") / "decoders.ckpt"
 
 STATUSES = ("running", "complete", "failed", "interrupted")
+
+
+def _if_set(prefix: str, value) -> str:
+    """configs/train.yaml's default run folder names the crop width only when one is set:
+    `${rine_if_set:_w,${width}}` is '_w20' for width=20 and '' for width=null."""
+    return "" if value is None else f"{prefix}{value}"
+
+
+# Registered on import; train.py imports this module before Hydra names the run folder.
+OmegaConf.register_new_resolver("rine_if_set", _if_set, replace=True)
 
 # Every key results.json may hold, and what it means (bits unless stated).
 RESULTS_SCHEMA = {
@@ -69,6 +83,8 @@ RESULTS_SCHEMA = {
     "per_class_redundancy_bits": "per class c: H(Y) − the held-out mean, over samples with y = c, of mean_i CE_i "
                                  "(null: no held-out sample of c)",
     "class_names": "the classes, in the order of per_class_redundancy_bits",
+    "source_names": "the sources' names, in the order of usable_info_bits (x1, x2, ... unless named, e.g. by "
+                    "rine.estimate_redundancy({name: array, ...}))",
     "accuracy": "per source, held-out accuracy of its decoder",
     "disagreement_tv": "the decoders' held-out mean total variation ½‖p_i − p_j‖₁ (same reduction): what the "
                        "constraint check reads",

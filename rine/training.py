@@ -6,7 +6,6 @@ that say when a figure cannot be trusted (the agreement constraint, the physical
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -21,6 +20,7 @@ from rine.errors import RineError
 from rine.estimator import BetaSchedule, RedundancyEstimator
 from rine.files import save_torch_atomic
 from rine.rundir import CHECKPOINT, write_metrics_csv
+from rine.tracking import finish_wandb, is_wandb, wandb_logger
 
 quiet_framework_output()  # Lightning, just imported, has added its console handlers
 
@@ -140,21 +140,14 @@ def bounds_check(outcome: dict, cfg: DictConfig) -> dict:
 
 
 def _build_loggers(cfg: DictConfig, run_dir: Path) -> list:
-    loggers = []
-    for name, logger_cfg in (cfg.logger or {}).items():
-        if "Wandb" in str(logger_cfg.get("_target_", "")):
-            # Never reach for the network unless the user chose a mode (e.g. WANDB_MODE=online).
-            os.environ.setdefault("WANDB_MODE", "offline")
-        loggers.append(build(logger_cfg, save_dir=str(run_dir)))
-    return loggers
+    return [wandb_logger(logger_cfg, cfg, run_dir) if is_wandb(logger_cfg)
+            else build(logger_cfg, save_dir=str(run_dir)) for logger_cfg in (cfg.logger or {}).values()]
 
 
-def _finish_loggers(loggers: list) -> None:
+def _finish_loggers(loggers: list, outcome: dict | None) -> None:
     for logger in loggers:
         if type(logger).__name__ == "WandbLogger":
-            import wandb
-
-            wandb.finish()  # each multirun job gets its own W&B run
+            finish_wandb(logger, outcome)
 
 
 def progress_display(cfg: DictConfig, data: TaskData) -> str:
@@ -234,6 +227,7 @@ def fit(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None) -
         device = trainer.strategy.root_device
         data.train, data.heldout = data.train.to(device), data.heldout.to(device)
     shard = {"rank": trainer.global_rank, "world_size": trainer.world_size}  # DDP: this process's share
+    outcome = None
     try:
         trainer.fit(
             module,
@@ -245,11 +239,12 @@ def fit(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None) -
             ckpt_path=resume_from,
             weights_only=True,  # a checkpoint is data: nothing in it is executed
         )
+        if len(module.history) < cfg.trainer.max_epochs:
+            raise RineError(f"training stopped after {len(module.history)} of {cfg.trainer.max_epochs} epochs")
+        outcome = outcome_of(module.history, data, cfg)
     finally:
-        _finish_loggers(loggers)
-    if len(module.history) < cfg.trainer.max_epochs:
-        raise RineError(f"training stopped after {len(module.history)} of {cfg.trainer.max_epochs} epochs")
-    return outcome_of(module.history, data, cfg)
+        _finish_loggers(loggers, outcome)
+    return outcome
 
 
 def outcome_of(history: list[dict], data, cfg: DictConfig) -> dict:
@@ -264,6 +259,7 @@ def outcome_of(history: list[dict], data, cfg: DictConfig) -> dict:
         "n_sources": n_sources,
         "n_classes": data.n_classes,
         "class_names": data.class_names,
+        "source_names": data.source_names or [f"x{i + 1}" for i in range(n_sources)],
         "n_train": len(data.train),
         "n_heldout": len(data.heldout),
         "epochs": len(history),

@@ -137,7 +137,7 @@ GOOD_X = np.arange(6.0)
     [
         ({"x1": GOOD_X, "x2": GOOD_X[:5], "y": GOOD_Y}, "x2 has 5 rows but y has 6 labels"),
         ({"x1": GOOD_X, "x2": GOOD_X, "y": GOOD_Y + 0.5}, "labels y must be integers"),
-        ({"x1": GOOD_X, "x2": GOOD_X, "y": np.array(list("aabbcc"))}, "give integer class labels"),
+        ({"x1": GOOD_X, "x2": GOOD_X, "y": GOOD_Y + 1j}, "give class labels as integers, text or booleans"),
         ({"x1": GOOD_X, "x2": GOOD_X, "y": np.array([0, 0, 1, 1, 1, 2])}, "class(es) 2 of y have a single sample"),
         ({"x1": GOOD_X, "x2": np.where(GOOD_X == 3, np.nan, GOOD_X), "y": GOOD_Y}, "x2 contains NaN or inf (first in row 3)"),
         ({"x1": np.where(GOOD_X == 1, np.inf, GOOD_X), "x2": GOOD_X, "y": GOOD_Y}, "x1 contains NaN or inf (first in row 1)"),

@@ -47,7 +47,9 @@ def test_batched_runs_give_the_one_run_numbers(tmp_path):
         log = pd.read_csv(tmp_path / f"batched{i}" / "csv" / "metrics.csv")
         assert list(log["epoch"]) == [0, 1, 2]
         alone_log = pd.read_csv(tmp_path / f"alone{i}" / "csv" / "metrics.csv")
-        assert set(alone_log.columns) - {"step"} <= set(log.columns)  # the plotting scripts read either
+        # One writer, one format: the same columns in the same order, with the same types.
+        assert list(alone_log.columns) == list(log.columns) and alone_log.dtypes.equals(log.dtypes)
+        assert log["epoch"].dtype.kind == log["step"].dtype.kind == "i" and list(log["step"]) == list(alone_log["step"])
 
 
 def test_batched_results_files_are_complete_and_reruns_skip_them(tmp_path):
@@ -73,3 +75,61 @@ def test_worker_processes_give_the_numbers_of_one_process(tmp_path):
     assert [r["batched_with"] for r in two] == [4] * 8 and [r["batched_with"] for r in one] == [8] * 8
     for a, b in zip(two, one):
         assert a["redundancy_bits"] == pytest.approx(b["redundancy_bits"], abs=1e-6)
+
+
+def test_batched_runs_keep_their_trained_decoders_in_the_one_run_format(tmp_path):
+    import torch
+
+    from rine.config import build
+    from rine.info import nats_to_bits
+    from rine.training import build_estimator
+
+    cfg = configs()[1]  # rdnxor, β = 15
+    together = run_many([cfg, configs()[0]], [tmp_path / "batched", tmp_path / "other"])[0]
+    on_lightning = cfg.copy()
+    on_lightning.engine = "lightning"
+    alone = run(on_lightning, tmp_path / "alone")
+    saved = torch.load(tmp_path / "batched" / "checkpoints" / "decoders.ckpt", weights_only=True)
+    one_run = torch.load(tmp_path / "alone" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert list(saved["state_dict"]) == list(one_run["state_dict"])  # the same keys, in the same order
+    assert saved["epoch"] == one_run["epoch"] == 2 and len(saved["rine_history"]) == 3
+
+    # Loaded into the decoders the one-run engine builds, they give the run's final held-out I∩.
+    data = build(cfg.task).setup(cfg.seed)
+    module = build_estimator(cfg, data)
+    module.load_state_dict(saved["state_dict"])
+    module.eval()
+    with torch.no_grad():
+        logits = module(data.heldout.sources)  # [n, N, K]
+        ce = torch.stack([torch.nn.functional.cross_entropy(lg, data.heldout.y) for lg in logits])
+    redundancy = data.h_y_bits - float(nats_to_bits(ce.mean()))
+    assert redundancy == pytest.approx(together["redundancy_bits_final"], abs=1e-5)
+    assert redundancy == pytest.approx(alone["redundancy_bits_final"], abs=1e-3)
+
+
+@pytest.mark.parametrize("hidden, batch_norm, classes", [((8, 4), True, (4, 4)), ((8,), False, (4, 4)),
+                                                         ((), True, (4, 4)), ((8,), True, (2, 4))])
+def test_stacked_weights_copy_back_into_each_decoder(hidden, batch_norm, classes):
+    import torch
+
+    from rine.models import MLP, StackedMLPs
+
+    torch.manual_seed(0)
+    widths = [3, 5]  # the narrower input is zero-padded in the stack
+    # (Decoders of fewer classes are padded to the most: a table of 2 classes batched with one of 4.)
+    mlps = [MLP((w,), k, hidden=hidden, batch_norm=batch_norm) for w, k in zip(widths, classes)]
+    net = StackedMLPs(mlps, max(widths), out_width=max(classes))
+    net.train()
+    x = torch.randn(2, 16, max(widths))
+    x[0, :, widths[0]:] = 0
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p))  # "training": the stack moves away from the decoders it was built from
+    net(x)  # and its BatchNorm statistics too
+    net.eval()
+    net.copy_to(mlps)
+    with torch.no_grad():
+        stacked = net(x)
+        for g, (mlp, w) in enumerate(zip(mlps, widths)):
+            mlp.eval()
+            assert torch.allclose(mlp(x[g, :, :w]), stacked[g, :, : classes[g]], atol=1e-5)

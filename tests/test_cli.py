@@ -37,8 +37,8 @@ def test_multirun_writes_one_results_file_per_job(tmp_path):
     assert proc.returncode == 0, proc.stderr
     runs = [json.loads(p.read_text()) for p in tmp_path.glob("*/results.json")]
     assert sorted((r["task"], r["beta"]) for r in runs) == [("and", 0), ("and", 5), ("unq", 0), ("unq", 5)]
-    # The default launcher trained each task's two runs as one computation.
-    assert [r.get("batched_with") for r in runs] == [2, 2, 2, 2]
+    # The default launcher trained the four runs (two tables, same number of sources) as one computation.
+    assert [r.get("batched_with") for r in runs] == [4, 4, 4, 4]
     assert all((Path(r["run_dir"]) / ".hydra" / "config.yaml").is_file() for r in runs)
     summaries = [line for line in proc.stdout.splitlines() if "I∩ = " in line]
     assert sorted(line.split(" -> ")[1] for line in summaries) == sorted(r["run_dir"] for r in runs)

@@ -1,10 +1,11 @@
 """task=arrays: your own sources and labels, from an .npz or a .csv file.
 
 .npz: arrays `x1`, `x2`, ..., `xn` (n >= 2; any shape, first dimension N; 1-D is one
-feature) and `y`, N integer class labels (any integers; they are renumbered 0..K-1).
-.csv: a header row; column `y`, and for source i either one column `xi` or a group of
-columns `xi_<anything>` (e.g. x1_0, x1_1, x2_a): each group becomes one flat source. UTF-8
-text; a BOM (as Excel writes) and CRLF line ends are fine.
+feature) and `y`, N class labels: integers, text or booleans, numbered 0..K-1 in sorted
+order as scikit-learn's LabelEncoder does (results.json's class_names lists them).
+.csv: a header row; column `y` (numbers or text), and for source i either one column `xi`
+or a group of columns `xi_<anything>` (e.g. x1_0, x1_1, x2_a): each group becomes one flat
+numeric source. UTF-8 text; a BOM (as Excel writes) and CRLF line ends are fine.
 Nothing is unpickled: an .npz holding an object array is refused.
 
 Every problem found is a RineError naming the fix, raised when the task is built, i.e.
@@ -14,6 +15,7 @@ before a run folder is written.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from pathlib import Path
 
@@ -22,18 +24,18 @@ import torch
 
 from rine.data import Split, TaskData, check_heldout_size, empirical_entropy_bits
 from rine.errors import RineError
-from rine.files import read_csv_rows
+from rine.files import read_csv_table
 
 SOURCE_KEY = re.compile(r"x([1-9][0-9]*)")
 CSV_COLUMN = re.compile(r"x([1-9][0-9]*)(?:_.+)?")
 
 
 def _check_source_names(names: list[str], where: str) -> None:
-    numbers = sorted(int(SOURCE_KEY.fullmatch(k).group(1)) for k in names)
-    if numbers != list(range(1, len(numbers) + 1)):
+    indices = sorted(int(SOURCE_KEY.fullmatch(k).group(1)) for k in names)
+    if indices != list(range(1, len(indices) + 1)):
         raise RineError(f"{where}: sources must be named x1, x2, ... without gaps; found {', '.join(sorted(names)) or 'none'}")
-    if len(numbers) < 2:
-        raise RineError(f"{where}: found {len(numbers)} source(s); a redundancy needs at least two (x1, x2)")
+    if len(indices) < 2:
+        raise RineError(f"{where}: found {len(indices)} source(s); a redundancy needs at least two (x1, x2)")
 
 
 NPZ_FIX = "save the data with numpy.savez(path, x1=..., x2=..., y=...)"
@@ -97,10 +99,13 @@ def load_npz(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 def load_csv(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
-    rows = read_csv_rows(path)
-    if not rows:
+    """Sources (numbers) and labels (numbers or any text) of a CSV file; RineError for a bad one."""
+    import pandas as pd
+
+    table = read_csv_table(path)
+    if table.columns.empty:
         raise RineError(f"{path}: the file is empty; expected a header (x1..., x2..., y) and one row per sample")
-    header = [h.strip() for h in rows[0]]
+    header = list(table.columns)
     if "y" not in header:
         raise RineError(f"{path}: no column y; name the label column y")
     unexpected = [h for h in header if h != "y" and not CSV_COLUMN.fullmatch(h)]
@@ -111,18 +116,26 @@ def load_csv(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
         if h != "y":
             groups.setdefault(f"x{CSV_COLUMN.fullmatch(h).group(1)}", []).append(col)
     _check_source_names(list(groups), str(path))
-    body = rows[1:]
-    if not body:
+    if table.empty:
         raise RineError(f"{path}: no samples after the header; add one row per sample")
-    for line_no, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise RineError(f"{path}, line {line_no}: expected {len(header)} fields, found {len(row)}")
-    try:
-        table = np.array([[float(c) for c in row] for row in body])
-    except ValueError as error:
-        raise RineError(f"{path}: a value is not a number ({error}); sources and labels must be numeric") from None
-    sources = [table[:, groups[f"x{i + 1}"]] for i in range(len(groups))]
-    return sources, table[:, header.index("y")]
+    sources = []
+    for name in sorted(groups, key=lambda k: int(k[1:])):
+        features = table.iloc[:, groups[name]]
+        values = features.apply(pd.to_numeric, errors="coerce")
+        # A field that is no number (NaN and inf are numbers here: check_arrays names them).
+        missing = values.isna().to_numpy()
+        bad = [(r, c) for r, c in np.argwhere(missing) if features.iat[r, c].strip().lower() != "nan"]
+        if bad:
+            row, column = bad[0]
+            raise RineError(f"{path}, line {features.index[row]}: {features.columns[column]} = "
+                            f"{features.iat[row, column].strip()!r} is not a number; "
+                            "sources must be numeric (labels y may be text)")
+        sources.append(values.to_numpy(dtype=float))
+    labels = table.iloc[:, header.index("y")].str.strip()
+    as_numbers = pd.to_numeric(labels, errors="coerce")
+    # Numeric labels stay numbers (1, 2, 10 sort as numbers); any text makes every label text.
+    y = as_numbers.to_numpy() if as_numbers.notna().all() else labels.to_numpy(dtype=str)
+    return sources, y
 
 
 def load_arrays(data_file: str | Path) -> tuple[list[np.ndarray], np.ndarray]:
@@ -139,24 +152,51 @@ def load_arrays(data_file: str | Path) -> tuple[list[np.ndarray], np.ndarray]:
     raise RineError(f"{path}: unknown file type {path.suffix!r}; use .npz (arrays x1, x2, ..., y) or .csv")
 
 
+def _label_values(y: np.ndarray, where: str) -> np.ndarray:
+    """Class labels of one kind (integers, text or booleans), as a plain numpy array.
+
+    Floats must be whole numbers (as scikit-learn, which refuses "continuous" targets);
+    Python objects (e.g. a pandas column of strings) must all be text or all numbers.
+    """
+    if y.dtype.kind == "O":
+        values = y.tolist()
+        if all(isinstance(v, str) for v in values):
+            y = y.astype(str)
+        elif all(isinstance(v, numbers.Number) for v in values):
+            y = np.array(values)
+        else:
+            kinds = sorted({type(v).__name__ for v in values})
+            raise RineError(f"{where}: labels y mix types ({', '.join(kinds)}); give labels of one kind: "
+                            "integers, text or booleans")
+    if y.dtype.kind not in "biufUS":
+        raise RineError(f"{where}: labels y have type {y.dtype}; give class labels as integers, text or booleans")
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            raise RineError(f"{where}: labels y must be integers, text or booleans (class labels); "
+                            f"y[{int(np.argmax(bad))}] = {y[bad][0]!r}")
+        y = y.astype(np.int64)
+    return y
+
+
 def check_arrays(sources: list, y, where: str = "data") -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Validated float sources [N, ...], class indices 0..K-1, and the original label values."""
+    """Validated float sources [N, ...], class indices 0..K-1, and the class labels they index.
+
+    Labels may be integers, text or booleans; classes are numbered as scikit-learn's
+    LabelEncoder does (the sorted distinct labels), so class c is the c-th smallest label.
+    """
+    from sklearn.preprocessing import LabelEncoder
+
     if len(sources) < 2:
         raise RineError(f"{where}: found {len(sources)} source(s); a redundancy needs at least two (x1, x2)")
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
-        raise RineError(f"{where}: y has shape {y.shape}; give one integer label per sample (shape [N])")
+        raise RineError(f"{where}: y has shape {y.shape}; give one class label per sample (shape [N])")
     if len(y) == 0:
         raise RineError(f"{where}: no samples (y has 0 rows); give one row per sample in every source and in y")
-    if y.dtype.kind not in "biuf":
-        raise RineError(f"{where}: labels y have type {y.dtype}; give integer class labels (e.g. numpy.unique(y, return_inverse=True)[1])")
-    if y.dtype.kind == "f":
-        bad = ~np.isfinite(y) | (y != np.round(y))
-        if bad.any():
-            raise RineError(f"{where}: labels y must be integers; y[{int(np.argmax(bad))}] = {y[bad][0]!r}")
-        y = y.astype(np.int64)
+    y = _label_values(y, where)
     checked = []
     for i, x in enumerate(sources):
         name = f"x{i + 1}"
@@ -171,7 +211,9 @@ def check_arrays(sources: list, y, where: str = "data") -> tuple[list[np.ndarray
         if not finite.all():
             raise RineError(f"{where}: {name} contains NaN or inf (first in row {int(np.argmin(finite))}); remove or impute those rows")
         checked.append(x)
-    values, classes, counts = np.unique(y, return_inverse=True, return_counts=True)
+    encoder = LabelEncoder().fit(y)
+    values, classes = encoder.classes_, encoder.transform(y)
+    counts = np.bincount(classes, minlength=len(values))
     if len(values) < 2:
         raise RineError(f"{where}: y has a single class ({values[0]}); there is nothing to predict")
     if (counts < 2).any():
@@ -181,6 +223,18 @@ def check_arrays(sources: list, y, where: str = "data") -> tuple[list[np.ndarray
             "each class needs at least 2 (one to train on, one to hold out): drop or merge them"
         )
     return checked, classes.astype(np.int64), values
+
+
+def check_source_names(names, n_sources: int, where: str) -> list[str] | None:
+    """The sources' names as a list of distinct, non-empty strings, one per source (None: unnamed)."""
+    if names is None:
+        return None
+    names = list(names)
+    named = all(isinstance(n, str) and n.strip() for n in names)
+    if len(names) != n_sources or not named or len(set(names)) < len(names):
+        raise RineError(f"{where}: {names!r} does not name the {n_sources} sources; give {n_sources} distinct, "
+                        "non-empty names as text")
+    return names
 
 
 def heldout_count(class_size: int, holdout_fraction: float) -> int:
@@ -204,7 +258,7 @@ class ArraysTask:
     """Sources and integer labels from a file; standardised with the training split's statistics."""
 
     def __init__(self, data_file: str | None, name: str = "arrays", holdout_fraction: float = 0.2,
-                 standardize: bool = True):
+                 standardize: bool = True, source_names: list[str] | None = None):
         if not data_file:
             raise RineError("task=arrays needs data: add data_file=path/to/data.npz (arrays x1, x2, ..., y) or a .csv")
         if not 0 < holdout_fraction < 1:
@@ -216,19 +270,23 @@ class ArraysTask:
         self.standardize = standardize
         sources, y = load_arrays(data_file)
         self.sources, self.classes, self.labels = check_arrays(sources, y, where=str(data_file))
+        self.source_names = check_source_names(source_names, len(self.sources), "task.source_names")
         n_heldout = sum(heldout_count(int(n), holdout_fraction) for n in np.bincount(self.classes))
         check_heldout_size(len(self.classes), n_heldout, holdout_fraction, str(data_file))
 
     def setup(self, seed: int) -> TaskData:
+        from sklearn.preprocessing import StandardScaler
+
         train_idx, heldout_idx = stratified_split(self.classes, self.holdout_fraction, seed)
         train_x, heldout_x = [], []
         for x in self.sources:
             a, b = x[train_idx], x[heldout_idx]
             if self.standardize:
-                # Training statistics only, so nothing about the held-out split leaks in.
-                mean, std = a.mean(axis=0), a.std(axis=0)
-                std[std == 0] = 1.0
-                a, b = (a - mean) / std, (b - mean) / std
+                # Training statistics only, so nothing about the held-out split leaks in. A
+                # feature constant on the training split is only centred (StandardScaler's scale 1).
+                scaler = StandardScaler().fit(a.reshape(len(a), -1))
+                a = scaler.transform(a.reshape(len(a), -1)).reshape(a.shape)
+                b = scaler.transform(b.reshape(len(b), -1)).reshape(b.shape)
             train_x.append(torch.from_numpy(a).float())
             heldout_x.append(torch.from_numpy(b).float())
         y = torch.from_numpy(self.classes)
@@ -242,4 +300,5 @@ class ArraysTask:
             h_y_basis="empirical",
             reference=None,
             class_names=[str(v) for v in self.labels],
+            source_names=self.source_names,
         )
