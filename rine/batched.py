@@ -18,6 +18,7 @@ writes each run's folder.
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -43,8 +44,25 @@ def batch_key(cfg: DictConfig) -> str:
 
 
 def supported(cfg: DictConfig) -> bool:
-    """MLP decoders in mode=estimate on one device (trainer=ddp asked for several)."""
-    return cfg.model.decoder.get("_target_") == "rine.models.MLP" and cfg.mode == "estimate" and not uses_ddp(cfg)
+    """MLP decoders on an in-memory task in mode=estimate on one device (trainer=ddp asks for several).
+
+    Decided from the config alone (the launcher routes jobs before any task is built): a task
+    whose sources are cut from images batch by batch (rine.data.TaskData.views: the image
+    tasks, even with MLP decoders, e.g. task=digits_crop) says so with `in_memory = False`
+    on its class.
+    """
+    return (cfg.model.decoder.get("_target_") == "rine.models.MLP" and cfg.mode == "estimate"
+            and not uses_ddp(cfg) and _in_memory_task(cfg))
+
+
+def _in_memory_task(cfg: DictConfig) -> bool:
+    target = str(cfg.task.get("_target_", ""))
+    module, _, name = target.rpartition(".")
+    try:
+        task_class = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return False  # the one-run path builds it and reports what is wrong in one line
+    return bool(getattr(task_class, "in_memory", True))
 
 
 def _stack_sources(datas, split: str, width: int) -> torch.Tensor:
@@ -74,7 +92,8 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
         data = task.setup(cfg.seed)
         check_splits(data)
         if data.views is not None:
-            raise RineError("batched training supports in-memory tasks only; run image tasks one by one")
+            raise RineError(f"{cfgs[0].task.name}: batched training supports in-memory tasks only (see rine.batched.supported); "
+                            "train image tasks one by one with rine.run.run")
         datas.append(data)
         mlps += [build(cfg.model.decoder, input_shape=tuple(s.shape[1:]), n_classes=data.n_classes)
                  for s in data.train.sources]

