@@ -15,10 +15,19 @@ def quiet_framework_output() -> None:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         for handler in logging.getLogger(name).handlers:
             handler.setLevel(logging.WARNING)
+    # Lightning's records also propagate to the root logger, whose console handler Hydra's
+    # launcher sets to INFO during a sweep: keep them off the console there too.
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler and _quiet_lightning not in handler.filters:
+            handler.addFilter(_quiet_lightning)
     # Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates; nothing for users to do.
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=Warning)
     # Re-running into a run folder (resume, or a run trained afresh) is what rine does on purpose.
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
+def _quiet_lightning(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or not record.name.startswith("lightning")
 
 
 _received: list[int] = []  # the signal that interrupted this process, if any

@@ -1,6 +1,6 @@
 """The inputs that once fooled rine, under the default objective and under the paper's setting.
 
-    python scripts/trust_cases.py [--seeds N] [--out DIR]
+    python scripts/trust_cases.py [--seeds N] [--out DIR] [override ...]
 
 Writes each case's pmf or .npz to --out, trains it (seeds 0..N−1) with the default settings
 and with the paper's (`objective=paper model=mlp_paper`), and prints one row per case and
@@ -59,6 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "outputs" / "trust_cases"))
+    parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. trainer.max_epochs=15")
     args = parser.parse_args()
     from rine.config import compose_config
     from rine.console import quiet_framework_output
@@ -75,7 +76,7 @@ def main() -> None:
             for seed in range(args.seeds):
                 slug = re.sub(r"\W+", "_", name).strip("_")
                 folder = out / "runs" / f"{slug}_{setting}_seed{seed}"
-                results.append(run(compose_config([*overrides, *extra, f"seed={seed}"]), folder))
+                results.append(run(compose_config([*overrides, *extra, f"seed={seed}", *args.overrides]), folder))
             bits = np.mean([r["redundancy_bits"] for r in results])
             tv = np.mean([r["disagreement_tv"] for r in results])
             met = "met" if all(r["constraint_met"] for r in results) else "NOT met"

@@ -133,3 +133,32 @@ def test_stacked_weights_copy_back_into_each_decoder(hidden, batch_norm, classes
         for g, (mlp, w) in enumerate(zip(mlps, widths)):
             mlp.eval()
             assert torch.allclose(mlp(x[g, :, :w]), stacked[g, :, : classes[g]], atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides, batched", [
+    ([], True),
+    (["task=embedded"], True),
+    (["task=arrays"], True),
+    (["mode=pid"], False),
+    # Image tasks cut their views batch by batch: never batched, even with MLP decoders.
+    (["task=digits_crop"], False),
+    (["task=mnist_crop", "model=mlp"], False),
+    (["task=cifar_crop", "model=mlp"], False),
+    (["task=mnist_crop"], False),
+])
+def test_a_sweep_batches_only_mlp_runs_of_in_memory_tasks(overrides, batched):
+    from rine.batched import supported
+    from hydra.utils import get_class
+
+    cfg = compose_config(overrides)
+    # The task's class says whether its sources are cut from images (no data needed to ask it).
+    assert supported(cfg, get_class(cfg.task._target_)) is batched
+
+
+def test_run_many_trains_image_tasks_with_mlp_decoders_one_by_one(tmp_path):
+    # task=digits_crop's decoders are MLPs, but its sources are views of images: the one-run path.
+    cfgs = [compose_config(["task=digits_crop", f"width={w}", "trainer.max_epochs=1", "report.last_epochs=1"])
+            for w in (2, 4)]
+    results = run_many(cfgs, [tmp_path / "w2", tmp_path / "w4"], workers=2)
+    assert [(r["status"], r["width"]) for r in results] == [("complete", 2), ("complete", 4)]
+    assert all("batched_with" not in r for r in results)

@@ -1,5 +1,7 @@
 """digits_crop: real 8x8 images on a CPU; the redundancy must rise as the crops overlap."""
 
+import json
+
 import pytest
 
 from rine.errors import RineError
@@ -44,3 +46,16 @@ def test_redundancy_rises_as_the_crops_overlap(train_run):
     # disjoint halves keep disagreeing on 7 % of the mass; 30 epochs bring it to 0.07 bits.)
     assert found[2] < 0.3 and found[2] + 0.5 < found[4] < found[8] - 0.5
     assert found[8] > 2.4  # identical views: most of log2(10) = 3.32 bits is shared
+
+
+@pytest.mark.slow
+def test_documented_sweep_command_trains_every_width(tmp_path, script):
+    # The default launcher used to hand these MLP runs to the batched engine, which refuses
+    # tasks with views ("batched training supports in-memory tasks only").
+    proc = script("train.py", "-m", "task=digits_crop", "width=2,4", "beta=50", "seed=0", "trainer.max_epochs=1",
+                  f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    runs = sorted((json.loads(p.read_text()) for p in tmp_path.glob("*/results.json")), key=lambda r: r["width"])
+    assert [(r["status"], r["task"], r["width"], r["epochs"]) for r in runs] == [
+        ("complete", "digits_crop", 2, 1), ("complete", "digits_crop", 4, 1)]
+    assert len([line for line in proc.stdout.splitlines() if "] digits_crop  width=" in line and "  I∩ = " in line]) == 2

@@ -19,7 +19,7 @@ def test_atoms_arithmetic_for_two_and_more_sources():
 
 
 # Exact atoms (bits): redundancy, unique x1, unique x2, synergy, joint. The tolerances are
-# about twice the seed-0 deviations measured on 2 CPU cores (README "mode=pid").
+# about twice the seed-0 deviations measured on 2 CPU cores (README "Full decomposition (mode=pid)").
 CANONICAL = {
     "unq": (0.0, 1.0, 1.0, 0.0, 2.0),
     "rdnxor": (1.0, 0.0, 0.0, 1.0, 2.0),
