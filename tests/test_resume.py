@@ -1,24 +1,20 @@
 """A run killed mid-training resumes from its checkpoint and ends where an unbroken run ends."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import start_python
 
-ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["task=unq", "beta=5", "seed=2", "trainer.max_epochs=10"]
 
 
 def start(run_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "train.py", *ARGS, f"hydra.run.dir={run_dir}"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_python("train.py", *ARGS, f"hydra.run.dir={run_dir}")
 
 
 def kill_once_written(proc: subprocess.Popen, checkpoint: Path) -> None:
@@ -59,9 +55,7 @@ SWEEP = ["-m", "task=rdnxor", "seed=0,1", "trainer.max_epochs=8", "hydra.launche
 
 
 def sweep(sweep_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "train.py", *SWEEP, f"hydra.sweep.dir={sweep_dir}"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_python("train.py", *SWEEP, f"hydra.sweep.dir={sweep_dir}")
 
 
 def test_a_killed_batched_sweep_resumes_its_group_and_matches_an_unbroken_one(tmp_path):
