@@ -12,9 +12,15 @@ CANONICAL = ["unq", "and", "rdnxor", "imperfectrdn"]
 
 
 def as_dit(pmf):
-    from rine.references import _to_dit
+    """The pmf as a dit.Distribution over (x1, x2, ..., y) outcomes, built from its public table."""
+    import numpy as np
 
-    return _to_dit(pmf)
+    outcomes, probs = [], []
+    for cell in zip(*np.nonzero(pmf.table)):
+        *sources, target = cell
+        outcomes.append((*(pmf.source_symbols[i][s] for i, s in enumerate(sources)), pmf.target_symbols[target]))
+        probs.append(float(pmf.table[cell]))
+    return dit.Distribution(outcomes, probs)
 
 
 @pytest.mark.parametrize("task", CANONICAL)
