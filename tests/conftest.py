@@ -36,6 +36,17 @@ def train_run(tmp_path):
     return _run
 
 
+@pytest.fixture(scope="session")
+def default_unq_run(tmp_path_factory):
+    """task=unq at every default setting (β = 15, seed 0, 30 epochs): (results, run_dir).
+    Trained once per test process for the tests that read it (test_train, test_trust)."""
+    from rine.config import compose_config
+    from rine.run import run
+
+    run_dir = tmp_path_factory.mktemp("default_unq") / "run"
+    return run(compose_config(["task=unq"]), run_dir), run_dir
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_reference_cache(tmp_path_factory):
     """dit results computed by tests go to a throw-away cache, not the user's."""

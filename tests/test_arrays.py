@@ -32,6 +32,7 @@ def unique_bits(seed=0):
     return b1 + 0.1 * rng.standard_normal(N), b2 + 0.1 * rng.standard_normal(N), 2 * b1 + b2
 
 
+@pytest.mark.slow  # train.py and two API runs of 10 epochs: ~10 s of CPU
 def test_npz_round_trip_cli_and_api_give_the_same_estimate(tmp_path, script):
     x1, x2, y = redundant_bit()
     data = tmp_path / "my.npz"
@@ -63,6 +64,7 @@ def test_npz_round_trip_cli_and_api_give_the_same_estimate(tmp_path, script):
     assert result.run_dirs is None  # temporary folder, removed
 
 
+@pytest.mark.slow  # 4 trainings (rine.decompose): ~7 s of CPU
 def test_decompose_finds_two_unique_bits_and_keeps_its_runs(tmp_path):
     x1, x2, y = unique_bits()
     atoms = rine.decompose([x1, x2], y, seeds=1, run_dir=tmp_path / "runs")

@@ -21,6 +21,7 @@ def test_single_run_prints_one_summary_line_and_respects_run_dir(tmp_path, scrip
     assert (run_dir / "csv" / "metrics.csv").is_file()
 
 
+@pytest.mark.slow  # a train.py sweep of 4 runs: ~11 s of CPU
 def test_multirun_writes_one_results_file_per_job(tmp_path, script):
     proc = script("train.py", "-m", "task=unq,and", "beta=0,5", "trainer.max_epochs=1",
                   f"hydra.sweep.dir={tmp_path}")
@@ -34,6 +35,7 @@ def test_multirun_writes_one_results_file_per_job(tmp_path, script):
     assert sorted(line.split(" -> ")[1] for line in summaries) == sorted(r["run_dir"] for r in runs)
 
 
+@pytest.mark.slow  # a train.py sweep with mode=pid: ~9 s of CPU
 def test_multirun_sends_what_cannot_be_batched_through_train_py(tmp_path, script):
     proc = script("train.py", "-m", "task=unq", "mode=estimate,pid", "trainer.max_epochs=1",
                   f"hydra.sweep.dir={tmp_path}")
@@ -50,6 +52,7 @@ def test_multirun_bad_value_is_a_one_line_error(tmp_path, script):
     assert not list(tmp_path.glob("*/results.json"))  # checked before any run starts
 
 
+@pytest.mark.slow  # train.py with W&B: ~10 s of CPU
 def test_wandb_logger_runs_offline_beside_the_csv_log(tmp_path, script):
     pytest.importorskip("wandb")
     run_dir = tmp_path / "wb"
@@ -60,18 +63,41 @@ def test_wandb_logger_runs_offline_beside_the_csv_log(tmp_path, script):
     assert (run_dir / "csv" / "metrics.csv").is_file()
 
 
+BAD_SETTINGS = [
+    ("mode=nope", "mode=nope is unknown; choose one of: estimate, pid"),
+    ("distance.pairs=some", "distance.pairs=some is unknown; choose one of: all, to_mean"),
+    ("task=arrays", "task=arrays needs data: add data_file="),
+    ("task=arrays data_file=nope.npz", "data file not found: 'nope.npz'"),
+    ("beta=-1", "beta=-1 is invalid"),
+    ("gamma=1.5", "gamma=1.5 is invalid"),
+    ("gamma=0", "gamma=0 is invalid"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0 is invalid"),
+]
+
+
+@pytest.mark.parametrize("override, message", BAD_SETTINGS)
+def test_bad_settings_stop_the_run_before_it_writes_anything(tmp_path, override, message):
+    # rine.run.run is what train.py calls; how train.py prints its RineError is the test below.
+    from rine.config import compose_config
+    from rine.errors import RineError
+    from rine.run import run
+
+    run_dir = tmp_path / "bad"
+    with pytest.raises(RineError) as error:
+        run(compose_config(override.split()), run_dir)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert not run_dir.exists()
+
+
+# One bad input per place where train.py stops (each a process: ~2.5 s of imports): before
+# Hydra composes the config, in the settings, in the task's inputs. The other messages of
+# BAD_SETTINGS take the same path from rine.run.run to the command line.
 @pytest.mark.parametrize(
     "override, message",
     [
         ("task=nope", "unknown task 'nope'; choose one of: and, "),
-        ("mode=nope", "mode=nope is unknown; choose one of: estimate, pid"),
-        ("distance.pairs=some", "distance.pairs=some is unknown; choose one of: all, to_mean"),
-        ("task=arrays", "task=arrays needs data: add data_file="),
-        ("task=arrays data_file=nope.npz", "data file not found: 'nope.npz'"),
         ("beta=-1", "beta=-1 is invalid"),
-        ("gamma=1.5", "gamma=1.5 is invalid"),
-        ("gamma=0", "gamma=0 is invalid"),
-        ("trainer.max_epochs=0", "trainer.max_epochs=0 is invalid"),
+        ("task=arrays data_file=nope.npz", "data file not found: 'nope.npz'"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(tmp_path, override, message, script):
@@ -81,6 +107,7 @@ def test_bad_input_is_one_line_without_traceback(tmp_path, override, message, sc
     assert not (run_dir / "results.json").exists()
 
 
+@pytest.mark.slow  # train.py and a submitit process per run: ~16 s of CPU
 def test_sweep_through_submitit_local_launcher(tmp_path, script):
     # The same launcher code path as hydra/launcher=slurm, with local processes.
     proc = script("train.py", "-m", "hydra/launcher=submitit_local", "task=unq", "beta=0,5", "trainer.max_epochs=1",

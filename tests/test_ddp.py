@@ -37,6 +37,7 @@ def test_a_tail_too_small_to_share_is_dropped_in_training():
     assert len(TensorBatches(split, 128, shuffle=False, world_size=2)) == 2  # held-out: every sample
 
 
+@pytest.mark.slow  # 3 processes: ~8 s of CPU
 def test_two_gloo_processes_give_the_one_process_result(tmp_path, train_run, script):
     run_dir = tmp_path / "ddp"
     proc = script("train.py", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *SMALL,
@@ -86,6 +87,7 @@ def test_ddp_in_a_multirun_is_one_line_error(tmp_path, script):
     assert assert_one_line_error(proc) == "error: trainer=ddp trains one run on several devices; start each point without -m"
 
 
+@pytest.mark.slow  # 3 processes and ResNet-18s: ~9 s of CPU
 def test_a_cifar_point_trains_under_ddp(tmp_path, tiny_cifar, script):
     """The image path: raw images kept on each process's device, views cut from its share."""
     run_dir = tmp_path / "cifar"

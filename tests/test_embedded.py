@@ -123,12 +123,14 @@ def test_bad_settings_are_one_line_errors(kwargs, message):
         EmbeddedTask(**{"name": "embedded", "pmf": "rdnxor", **kwargs})
 
 
+@pytest.mark.slow  # a train.py process (~2.5 s of CPU); test_bad_settings_are_one_line_errors checks the message in-process
 def test_command_line_error_is_one_line_and_writes_nothing(tmp_path, script):
     proc = script("train.py", "task=embedded", "task.noise=-1", f"hydra.run.dir={tmp_path / 'r'}")
     assert assert_one_line_error(proc) == "error: task.noise=-1 is invalid; the noise std must be a number >= 0"
     assert not (tmp_path / "r" / "results.json").exists()
 
 
+@pytest.mark.slow  # 10 epochs of 64-dimensional inputs: ~3 s of CPU
 def test_a_short_run_lands_near_the_truth(train_run):
     # RDNXOR in 64 dimensions, 10 epochs (~3 s). Measured (seeds 0-2): 0.987, 0.987, 0.988 bits;
     # the truth is I∧ = 1 bit. The held-out CE of 2,000 samples moves I∩ by ~0.01 between

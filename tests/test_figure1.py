@@ -65,6 +65,7 @@ def test_right_panel_is_a_class_heat_map_with_absent_classes_blank(tmp_path, scr
     assert_figure(tmp_path / "fig" / "figure1_right")
 
 
+@pytest.mark.slow  # a plot_figure1.py process: ~4 s of CPU
 def test_right_panel_keeps_each_width_of_a_width_sweep_apart(tmp_path, script, fake_run):
     runs = tmp_path / "runs"
     for width, level in ((8, 0.5), (16, 1.0), (24, 2.0)):
@@ -95,6 +96,7 @@ def test_right_panel_colour_scale_runs_from_zero_to_the_label_entropy(tmp_path, 
     assert norm.vmin == 0 and norm.vmax == pytest.approx(3.3219)
 
 
+@pytest.mark.slow  # two plot_figure1.py processes: ~6 s of CPU
 def test_without_runs_it_says_what_to_run(tmp_path, script):
     for panel in ("left", "right"):
         proc = plot(script, panel, "--runs", str(tmp_path), "--out", str(tmp_path / "o"))

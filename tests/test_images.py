@@ -49,6 +49,7 @@ def test_width_out_of_range_is_a_one_line_error(width):
         CifarTask("cifar_crop", "crop", width=width)
 
 
+@pytest.mark.slow  # a train.py process each (~2.5 s of CPU); the messages are checked in-process above
 @pytest.mark.parametrize("override, message", [("width=33", "error: width=33 is invalid"),
                                                ("task.data_dir=nowhere", "error: CIFAR-10 not found: nowhere/")])
 def test_command_line_errors_are_one_line_and_write_nothing(tmp_path, script, override, message):
@@ -142,7 +143,10 @@ def test_cifar_command_selects_resnet18_and_the_paper_defaults():
     assert canonical.beta == 15
 
 
-@pytest.mark.parametrize("task, extra", [("cifar_crop", ["width=8"]), ("cifar_channels", []), ("cifar_freq", [])])
+# One image task trains in make test-fast; the other two (~3.5 s of CPU each) in make test.
+@pytest.mark.parametrize("task, extra", [("cifar_crop", ["width=8"]),
+                                         pytest.param("cifar_channels", [], marks=pytest.mark.slow),
+                                         pytest.param("cifar_freq", [], marks=pytest.mark.slow)])
 def test_a_few_training_steps_write_per_class_results(train_run, tiny_cifar, task, extra):
     results, run_dir = train_run(
         f"task={task}", *extra, f"task.data_dir={tiny_cifar}", "trainer.max_epochs=1",

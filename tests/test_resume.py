@@ -26,6 +26,7 @@ def kill_once_written(proc: subprocess.Popen, checkpoint: Path) -> None:
     proc.wait()
 
 
+@pytest.mark.slow  # 3 train.py processes: ~25 s of CPU
 def test_sigkill_then_same_command_resumes_and_matches_an_unbroken_run(tmp_path):
     killed_dir, unbroken_dir = tmp_path / "killed", tmp_path / "unbroken"
     kill_once_written(start(killed_dir), killed_dir / "checkpoints" / "last.ckpt")
@@ -58,6 +59,7 @@ def sweep(sweep_dir: Path) -> subprocess.Popen:
     return start_python("train.py", *SWEEP, f"hydra.sweep.dir={sweep_dir}")
 
 
+@pytest.mark.slow  # 3 train.py processes: ~24 s of CPU
 def test_a_killed_batched_sweep_resumes_its_group_and_matches_an_unbroken_one(tmp_path):
     killed_dir, unbroken_dir = tmp_path / "killed", tmp_path / "unbroken"
     checkpoint = killed_dir / "s0" / "checkpoints" / "batched_group.ckpt"

@@ -210,6 +210,7 @@ def test_figure3_plots_the_reported_reduction_and_the_total_variation(tmp_path, 
     assert_truetype_pdf(out / "figure3.pdf")
 
 
+@pytest.mark.slow  # a plot_figure3.py process: ~6 s of CPU
 def test_figure3_falls_back_to_the_distance_term(tmp_path, script):
     runs = tmp_path / "runs"
     figure3_runs(runs, with_tv=False)
