@@ -1,6 +1,8 @@
 import logging
 import os
 import pickle
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -32,6 +34,17 @@ def train_run(tmp_path):
         return run(compose_config(list(overrides)), run_dir), run_dir
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def default_unq_run(tmp_path_factory):
+    """task=unq at every default setting (β = 15, seed 0, 30 epochs): (results, run_dir).
+    Trained once per test process for the tests that read it (test_train, test_trust)."""
+    from rine.config import compose_config
+    from rine.run import run
+
+    run_dir = tmp_path_factory.mktemp("default_unq") / "run"
+    return run(compose_config(["task=unq"]), run_dir), run_dir
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -93,21 +106,47 @@ def write_fake_run(root: Path, name: str, overrides: list[str] | None = None, me
     return run_dir
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fake_run():
-    """write_fake_run: logged runs for the table and figure scripts."""
+    """write_fake_run, as a fixture: logged runs for the table and figure scripts."""
     return write_fake_run
 
 
-def run_script(*args: str, timeout: int = 300):
-    """python <script> <args> from the repo root, as a user runs it."""
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parent.parent
-    return subprocess.run([sys.executable, *args], cwd=root, capture_output=True, text=True, timeout=timeout)
+ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
+def python_env(**extra: str) -> dict[str, str]:
+    """A child python's environment: this checkout's rine first on the path (also in the
+    processes Hydra's launchers start), W&B off, one thread per process, plus `extra`."""
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", **extra}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
+def run_python(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """python <args> from the repo root, as a user runs it (train.py ..., scripts/...): the
+    finished process, with its stdout and stderr as text. env: variables set on top of python_env."""
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=python_env(**(env or {})), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def start_python(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """run_python, started and not awaited (to kill it midway)."""
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=python_env(**(env or {})), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """The command-line contract for bad input: exit status 2 and a single `error: ...` line on
+    stderr, no traceback anywhere. Returns that line."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
 def script():
-    return run_script
+    """run_python, as a fixture."""
+    return run_python

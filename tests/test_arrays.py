@@ -2,20 +2,17 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error
 
 import rine
 from rine.tasks.arrays import ArraysTask
 from rine.errors import RineError
 
-ROOT = Path(__file__).resolve().parent.parent
 N = 2000
 
 
@@ -35,16 +32,13 @@ def unique_bits(seed=0):
     return b1 + 0.1 * rng.standard_normal(N), b2 + 0.1 * rng.standard_normal(N), 2 * b1 + b2
 
 
-def test_npz_round_trip_cli_and_api_give_the_same_estimate(tmp_path):
+@pytest.mark.slow  # train.py and two API runs of 10 epochs: ~10 s of CPU
+def test_npz_round_trip_cli_and_api_give_the_same_estimate(tmp_path, script):
     x1, x2, y = redundant_bit()
     data = tmp_path / "my.npz"
     np.savez(data, x1=x1, x2=x2, y=y)
     run_dir = tmp_path / "cli"
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "train.py", "task=arrays", f"data_file={data}", "trainer.max_epochs=10", f"hydra.run.dir={run_dir}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )
+    proc = script("train.py", "task=arrays", f"data_file={data}", "trainer.max_epochs=10", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("arrays  beta=15") and " I∩ = " in proc.stdout and " TV = " in proc.stdout
     cli = json.loads((run_dir / "results.json").read_text())
@@ -70,6 +64,7 @@ def test_npz_round_trip_cli_and_api_give_the_same_estimate(tmp_path):
     assert result.run_dirs is None  # temporary folder, removed
 
 
+@pytest.mark.slow  # 4 trainings (rine.decompose): ~7 s of CPU
 def test_decompose_finds_two_unique_bits_and_keeps_its_runs(tmp_path):
     x1, x2, y = unique_bits()
     atoms = rine.decompose([x1, x2], y, seeds=1, run_dir=tmp_path / "runs")
@@ -165,14 +160,12 @@ def test_api_rejects_a_single_source_before_training():
         rine.estimate_redundancy([GOOD_X], GOOD_Y)
 
 
-def test_cli_bad_data_is_one_line_and_writes_nothing(tmp_path):
+def test_cli_bad_data_is_one_line_and_writes_nothing(tmp_path, script):
     data = _npz(tmp_path, x1=GOOD_X, x2=np.where(GOOD_X == 3, np.nan, GOOD_X), y=GOOD_Y)
     run_dir = tmp_path / "bad"
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    proc = subprocess.run([sys.executable, "train.py", "task=arrays", f"data_file={data}", f"hydra.run.dir={run_dir}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"error: {data}: x2 contains NaN or inf (first in row 3); remove or impute those rows"]
+    proc = script("train.py", "task=arrays", f"data_file={data}", f"hydra.run.dir={run_dir}")
+    line = assert_one_line_error(proc)
+    assert line == f"error: {data}: x2 contains NaN or inf (first in row 3); remove or impute those rows"
     assert not (run_dir / "results.json").exists()
 
 

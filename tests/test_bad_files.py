@@ -12,13 +12,13 @@ import os
 import pickle
 import struct
 import subprocess
-import sys
 import threading
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error
 
 from rine.tasks.arrays import ArraysTask, load_arrays
 from rine.errors import RineError
@@ -26,7 +26,6 @@ from rine.tasks.images import load_cifar10, read_cifar_batch, read_cifar_meta
 from rine.pmf import load_pmf
 from rine.unpickle import load_plain_pickle
 
-ROOT = Path(__file__).resolve().parent.parent
 IMAGES = np.random.default_rng(0).integers(0, 256, (3, 3072), dtype=np.uint8)
 
 
@@ -465,20 +464,17 @@ CASES = {
 
 @pytest.mark.slow  # one train.py process each: 6-15 s, depending on the machine's load
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_file_commands_exit_2_with_one_line(tmp_path, tiny_cifar, case):
+def test_bad_file_commands_exit_2_with_one_line(tmp_path, tiny_cifar, script, monkeypatch, case):
     args, named, problem = CASES[case](tmp_path, tiny_cifar)
     run_dir = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "no_proxy")}
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
     # Any download goes to a loopback port nobody listens on: deterministic "no network".
-    env.update(WANDB_MODE="disabled", OMP_NUM_THREADS="1", HTTP_PROXY="http://127.0.0.1:9",
-               HTTPS_PROXY="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")
-    proc = subprocess.run([sys.executable, "train.py", *args, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2, proc.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    assert str(named) in lines[0] and problem in lines[0]
-    assert "Traceback" not in proc.stderr + proc.stdout
+    nowhere = "http://127.0.0.1:9"
+    proc = script("train.py", *args, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}",
+                  env={"HTTP_PROXY": nowhere, "HTTPS_PROXY": nowhere, "http_proxy": nowhere, "https_proxy": nowhere})
+    line = assert_one_line_error(proc)
+    assert str(named) in line and problem in line
     results = run_dir / "results.json"
     assert not results.exists() or json.loads(results.read_text())["status"] == "failed"
     assert not (tmp_path / "marker").exists()

@@ -16,6 +16,7 @@ def configs():
     return [compose_config([f"task={t}", f"beta={b}", f"seed={s}", *overrides]) for t, b, s in POINTS]
 
 
+@pytest.mark.slow  # 8 trainings and 2 worker processes: ~6 s of CPU
 def test_batched_runs_give_the_one_run_numbers(tmp_path):
     cfgs = configs()
     reported = []

@@ -1,26 +1,15 @@
 """train.py as a user runs it: Hydra overrides, multirun, W&B, and one-line errors."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def train(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    return subprocess.run(
-        [sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
+from conftest import assert_one_line_error
 
 
-def test_single_run_prints_one_summary_line_and_respects_run_dir(tmp_path):
+def test_single_run_prints_one_summary_line_and_respects_run_dir(tmp_path, script):
     run_dir = tmp_path / "unq_run"
-    proc = train("task=unq", "beta=5", "seed=3", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    proc = script("train.py", "task=unq", "beta=5", "seed=3", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines() == [proc.stdout.strip()]  # exactly one line
     assert proc.stdout.startswith("unq  beta=5  I∩ = ")
@@ -32,8 +21,10 @@ def test_single_run_prints_one_summary_line_and_respects_run_dir(tmp_path):
     assert (run_dir / "csv" / "metrics.csv").is_file()
 
 
-def test_multirun_writes_one_results_file_per_job(tmp_path):
-    proc = train("-m", "task=unq,and", "beta=0,5", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}")
+@pytest.mark.slow  # a train.py sweep of 4 runs: ~11 s of CPU
+def test_multirun_writes_one_results_file_per_job(tmp_path, script):
+    proc = script("train.py", "-m", "task=unq,and", "beta=0,5", "trainer.max_epochs=1",
+                  f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     runs = [json.loads(p.read_text()) for p in tmp_path.glob("*/results.json")]
     assert sorted((r["task"], r["beta"]) for r in runs) == [("and", 0), ("and", 5), ("unq", 0), ("unq", 5)]
@@ -44,60 +35,83 @@ def test_multirun_writes_one_results_file_per_job(tmp_path):
     assert sorted(line.split(" -> ")[1] for line in summaries) == sorted(r["run_dir"] for r in runs)
 
 
-def test_multirun_sends_what_cannot_be_batched_through_train_py(tmp_path):
-    proc = train("-m", "task=unq", "mode=estimate,pid", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}")
+@pytest.mark.slow  # a train.py sweep with mode=pid: ~9 s of CPU
+def test_multirun_sends_what_cannot_be_batched_through_train_py(tmp_path, script):
+    proc = script("train.py", "-m", "task=unq", "mode=estimate,pid", "trainer.max_epochs=1",
+                  f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     runs = {r["mode"]: r for r in (json.loads(p.read_text()) for p in tmp_path.glob("*/results.json"))}
     assert runs["estimate"]["batched_with"] == 1 and "pid" not in runs["estimate"]
     assert "batched_with" not in runs["pid"] and runs["pid"]["status"] == "complete" and runs["pid"]["pid"]
 
 
-def test_multirun_bad_value_is_a_one_line_error(tmp_path):
-    proc = train("-m", "task=unq", "beta=5,-1", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}")
+def test_multirun_bad_value_is_a_one_line_error(tmp_path, script):
+    proc = script("train.py", "-m", "task=unq", "beta=5,-1", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: beta=-1 is invalid; the agreement weight must be a number >= 0"
     assert not list(tmp_path.glob("*/results.json"))  # checked before any run starts
 
 
-def test_wandb_logger_runs_offline_beside_the_csv_log(tmp_path):
+@pytest.mark.slow  # train.py with W&B: ~10 s of CPU
+def test_wandb_logger_runs_offline_beside_the_csv_log(tmp_path, script):
     pytest.importorskip("wandb")
     run_dir = tmp_path / "wb"
-    proc = train("task=unq", "trainer.max_epochs=1", "logger=wandb", f"hydra.run.dir={run_dir}",
-                 env_extra={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    proc = script("train.py", "task=unq", "trainer.max_epochs=1", "logger=wandb", f"hydra.run.dir={run_dir}",
+                  env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
     assert proc.returncode == 0, proc.stderr
     assert list((run_dir / "wandb").glob("offline-run-*")), "no offline W&B run was written"
     assert (run_dir / "csv" / "metrics.csv").is_file()
 
 
+BAD_SETTINGS = [
+    ("mode=nope", "mode=nope is unknown; choose one of: estimate, pid"),
+    ("distance.pairs=some", "distance.pairs=some is unknown; choose one of: all, to_mean"),
+    ("task=arrays", "task=arrays needs data: add data_file="),
+    ("task=arrays data_file=nope.npz", "data file not found: 'nope.npz'"),
+    ("beta=-1", "beta=-1 is invalid"),
+    ("gamma=1.5", "gamma=1.5 is invalid"),
+    ("gamma=0", "gamma=0 is invalid"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0 is invalid"),
+]
+
+
+@pytest.mark.parametrize("override, message", BAD_SETTINGS)
+def test_bad_settings_stop_the_run_before_it_writes_anything(tmp_path, override, message):
+    # rine.run.run is what train.py calls; how train.py prints its RineError is the test below.
+    from rine.config import compose_config
+    from rine.errors import RineError
+    from rine.run import run
+
+    run_dir = tmp_path / "bad"
+    with pytest.raises(RineError) as error:
+        run(compose_config(override.split()), run_dir)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert not run_dir.exists()
+
+
+# One bad input per place where train.py stops (each a process: ~2.5 s of imports): before
+# Hydra composes the config, in the settings, in the task's inputs. The other messages of
+# BAD_SETTINGS take the same path from rine.run.run to the command line.
 @pytest.mark.parametrize(
     "override, message",
     [
         ("task=nope", "unknown task 'nope'; choose one of: and, "),
-        ("mode=nope", "mode=nope is unknown; choose one of: estimate, pid"),
-        ("distance.pairs=some", "distance.pairs=some is unknown; choose one of: all, to_mean"),
-        ("task=arrays", "task=arrays needs data: add data_file="),
-        ("task=arrays data_file=nope.npz", "data file not found: 'nope.npz'"),
         ("beta=-1", "beta=-1 is invalid"),
-        ("gamma=1.5", "gamma=1.5 is invalid"),
-        ("gamma=0", "gamma=0 is invalid"),
-        ("trainer.max_epochs=0", "trainer.max_epochs=0 is invalid"),
+        ("task=arrays data_file=nope.npz", "data file not found: 'nope.npz'"),
     ],
 )
-def test_bad_input_is_one_line_without_traceback(tmp_path, override, message):
+def test_bad_input_is_one_line_without_traceback(tmp_path, override, message, script):
     run_dir = tmp_path / "bad"
-    proc = train(*override.split(), f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == f"error: {proc.stderr.strip()[len('error: '):]}"
-    assert message in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
-    assert "Traceback" not in proc.stderr + proc.stdout
+    proc = script("train.py", *override.split(), f"hydra.run.dir={run_dir}")
+    assert message in assert_one_line_error(proc)
     assert not (run_dir / "results.json").exists()
 
 
-def test_sweep_through_submitit_local_launcher(tmp_path):
+@pytest.mark.slow  # train.py and a submitit process per run: ~16 s of CPU
+def test_sweep_through_submitit_local_launcher(tmp_path, script):
     # The same launcher code path as hydra/launcher=slurm, with local processes.
-    proc = train("-m", "hydra/launcher=submitit_local", "task=unq", "beta=0,5", "trainer.max_epochs=1",
-                 f"hydra.sweep.dir={tmp_path}")
+    proc = script("train.py", "-m", "hydra/launcher=submitit_local", "task=unq", "beta=0,5", "trainer.max_epochs=1",
+                  f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     statuses = [json.loads(p.read_text())["status"] for p in tmp_path.glob("*/results.json")]
     assert statuses == ["complete", "complete"]

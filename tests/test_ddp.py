@@ -1,20 +1,16 @@
 """trainer=ddp: one run over several processes (gloo on the CPU here) is the one-process run."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_one_line_error
 
 from rine.data import Split, TensorBatches
 from rine.errors import RineError
 from rine.config import compose_config, validate_config
 from rine.run import run
 
-ROOT = Path(__file__).resolve().parent.parent
 # Short RDNXOR runs. BatchNorm off: without SyncBatchNorm (GPU only) each process would
 # normalise its half-batch by its own statistics, and the comparison below is exact.
 SMALL = ["trainer.max_epochs=3", "task.n_samples=2000", "model.decoder.batch_norm=false"]
@@ -41,14 +37,11 @@ def test_a_tail_too_small_to_share_is_dropped_in_training():
     assert len(TensorBatches(split, 128, shuffle=False, world_size=2)) == 2  # held-out: every sample
 
 
-def test_two_gloo_processes_give_the_one_process_result(tmp_path, train_run):
+@pytest.mark.slow  # 3 processes: ~8 s of CPU
+def test_two_gloo_processes_give_the_one_process_result(tmp_path, train_run, script):
     run_dir = tmp_path / "ddp"
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "train.py", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *SMALL,
-         f"hydra.run.dir={run_dir}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )
+    proc = script("train.py", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *SMALL,
+                  f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.strip().splitlines()) == 1  # rank 0 reports, once
     assert "sync_dist" not in proc.stderr
@@ -89,26 +82,18 @@ def test_pid_mode_and_ddp_are_refused_together():
         validate_config(compose_config(["mode=pid", "trainer=ddp"]))
 
 
-def test_ddp_in_a_multirun_is_one_line_error(tmp_path):
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    proc = subprocess.run(
-        [sys.executable, "train.py", "-m", "trainer=ddp", "seed=0,1", f"hydra.sweep.dir={tmp_path}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: trainer=ddp trains one run on several devices; start each point without -m"
+def test_ddp_in_a_multirun_is_one_line_error(tmp_path, script):
+    proc = script("train.py", "-m", "trainer=ddp", "seed=0,1", f"hydra.sweep.dir={tmp_path}")
+    assert assert_one_line_error(proc) == "error: trainer=ddp trains one run on several devices; start each point without -m"
 
 
-def test_a_cifar_point_trains_under_ddp(tmp_path, tiny_cifar):
+@pytest.mark.slow  # 3 processes and ResNet-18s: ~9 s of CPU
+def test_a_cifar_point_trains_under_ddp(tmp_path, tiny_cifar, script):
     """The image path: raw images kept on each process's device, views cut from its share."""
     run_dir = tmp_path / "cifar"
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "train.py", "task=cifar_crop", "width=8", f"task.data_dir={tiny_cifar}", "trainer=ddp",
-         "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1", "model.batch_size=8",
-         "model.eval_batch_size=5", "report.last_epochs=1", f"hydra.run.dir={run_dir}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )
+    proc = script("train.py", "task=cifar_crop", "width=8", f"task.data_dir={tiny_cifar}", "trainer=ddp",
+                  "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1", "model.batch_size=8",
+                  "model.eval_batch_size=5", "report.last_epochs=1", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr
     results = json.loads((run_dir / "results.json").read_text())
     assert (results["status"], results["epochs"], results["n_train"], results["n_heldout"]) == ("complete", 1, 20, 9)

@@ -33,6 +33,7 @@ def test_command_defaults():
     assert cfg.trainer.max_epochs == 30
 
 
+@pytest.mark.slow  # 3 trainings of 15 epochs: ~6 s of CPU
 def test_redundancy_rises_as_the_crops_overlap(train_run):
     # A small sweep at beta = 50 (seed 0, 15 epochs, ~3 s a run). Width 2 sees the digits'
     # outer columns (little in common), 4 the two disjoint halves, 8 the same whole image.

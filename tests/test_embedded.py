@@ -1,13 +1,11 @@
 """task=embedded: pmf symbols as noisy points in R^d; the pmf's references must still apply."""
 
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import assert_one_line_error
 
 from rine.tasks.discrete import DiscreteTask
 from rine.errors import RineError
@@ -15,7 +13,6 @@ from rine.info import gacs_korner_redundancy_bits, mutual_information_bits
 from rine.config import compose_config
 from rine.tasks.embedded import EmbeddedTask, fano_loss_bits, separability, symbol_points
 
-ROOT = Path(__file__).resolve().parent.parent
 CANONICAL = ["unq", "and", "rdnxor", "imperfectrdn"]
 
 
@@ -126,16 +123,14 @@ def test_bad_settings_are_one_line_errors(kwargs, message):
         EmbeddedTask(**{"name": "embedded", "pmf": "rdnxor", **kwargs})
 
 
-def test_command_line_error_is_one_line_and_writes_nothing(tmp_path):
-    proc = subprocess.run([sys.executable, "train.py", "task=embedded", "task.noise=-1", f"hydra.run.dir={tmp_path / 'r'}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={"WANDB_MODE": "disabled", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
-                               "PYTHONPATH": str(ROOT)})
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: task.noise=-1 is invalid; the noise std must be a number >= 0"
+@pytest.mark.slow  # a train.py process (~2.5 s of CPU); test_bad_settings_are_one_line_errors checks the message in-process
+def test_command_line_error_is_one_line_and_writes_nothing(tmp_path, script):
+    proc = script("train.py", "task=embedded", "task.noise=-1", f"hydra.run.dir={tmp_path / 'r'}")
+    assert assert_one_line_error(proc) == "error: task.noise=-1 is invalid; the noise std must be a number >= 0"
     assert not (tmp_path / "r" / "results.json").exists()
 
 
+@pytest.mark.slow  # 10 epochs of 64-dimensional inputs: ~3 s of CPU
 def test_a_short_run_lands_near_the_truth(train_run):
     # RDNXOR in 64 dimensions, 10 epochs (~3 s). Measured (seeds 0-2): 0.987, 0.987, 0.988 bits;
     # the truth is I∧ = 1 bit. The held-out CE of 2,000 samples moves I∩ by ~0.01 between

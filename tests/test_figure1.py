@@ -4,14 +4,9 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from conftest import write_fake_run
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["plane", "car", "bird"]
-
-
-def fake_run(root: Path, name: str, **results) -> Path:
-    return write_fake_run(root, name, **results)
 
 
 def plot(script, *args: str):
@@ -32,7 +27,7 @@ def assert_figure(path_without_suffix: Path) -> None:
     assert pdf.startswith(b"%PDF") and b"/Type3" not in pdf  # TrueType fonts (pdf.fonttype 42)
 
 
-def test_left_panel_averages_seeds_per_width_and_beta(tmp_path, script):
+def test_left_panel_averages_seeds_per_width_and_beta(tmp_path, script, fake_run):
     runs = tmp_path / "runs"
     for beta, level in ((0, 2.0), (50, 1.0)):
         for width in (2, 4, 8):
@@ -54,7 +49,7 @@ def test_left_panel_averages_seeds_per_width_and_beta(tmp_path, script):
     assert_figure(tmp_path / "fig" / "figure1_left")
 
 
-def test_right_panel_is_a_class_heat_map_with_absent_classes_blank(tmp_path, script):
+def test_right_panel_is_a_class_heat_map_with_absent_classes_blank(tmp_path, script, fake_run):
     runs = tmp_path / "runs"
     for task, values in (("cifar_crop", [0.5, 1.5, None]), ("cifar_channels", [2.0, 2.5, 1.0]),
                          ("cifar_freq", [0.2, 0.3, 0.4])):
@@ -70,7 +65,8 @@ def test_right_panel_is_a_class_heat_map_with_absent_classes_blank(tmp_path, scr
     assert_figure(tmp_path / "fig" / "figure1_right")
 
 
-def test_right_panel_keeps_each_width_of_a_width_sweep_apart(tmp_path, script):
+@pytest.mark.slow  # a plot_figure1.py process: ~4 s of CPU
+def test_right_panel_keeps_each_width_of_a_width_sweep_apart(tmp_path, script, fake_run):
     runs = tmp_path / "runs"
     for width, level in ((8, 0.5), (16, 1.0), (24, 2.0)):
         for seed in range(3):
@@ -86,7 +82,7 @@ def test_right_panel_keeps_each_width_of_a_width_sweep_apart(tmp_path, script):
                     "  crops (width 24) (n=3): plane=2.01, car=2.00, bird=2.00"]
 
 
-def test_right_panel_colour_scale_runs_from_zero_to_the_label_entropy(tmp_path):
+def test_right_panel_colour_scale_runs_from_zero_to_the_label_entropy(tmp_path, fake_run):
     from rine.results import load_results
 
     runs = tmp_path / "runs"
@@ -100,6 +96,7 @@ def test_right_panel_colour_scale_runs_from_zero_to_the_label_entropy(tmp_path):
     assert norm.vmin == 0 and norm.vmax == pytest.approx(3.3219)
 
 
+@pytest.mark.slow  # two plot_figure1.py processes: ~6 s of CPU
 def test_without_runs_it_says_what_to_run(tmp_path, script):
     for panel in ("left", "right"):
         proc = plot(script, panel, "--runs", str(tmp_path), "--out", str(tmp_path / "o"))

@@ -26,6 +26,7 @@ def test_views_of_the_bundled_digits_offline(tmp_path, script):
     assert_views_figure(tmp_path / "fig")
 
 
+@pytest.mark.slow  # a plot_views.py process: ~4 s of CPU
 def test_views_of_cifar10_when_present(tiny_cifar, tmp_path, script):
     proc = script("scripts/plot_views.py", "--data-dir", str(tiny_cifar), "--out", str(tmp_path / "fig"))
     assert proc.returncode == 0, proc.stderr

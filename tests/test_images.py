@@ -2,13 +2,11 @@
 
 import json
 import pickle
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import assert_one_line_error
 
 from rine.errors import RineError
 from rine.tasks.images import CifarTask, ImageViews, load_cifar10
@@ -16,8 +14,6 @@ from rine.models import ResNet18
 from rine.config import compose_config
 
 from conftest import CIFAR_CLASSES as CLASSES
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _views(kind, **kwargs):
@@ -53,14 +49,12 @@ def test_width_out_of_range_is_a_one_line_error(width):
         CifarTask("cifar_crop", "crop", width=width)
 
 
+@pytest.mark.slow  # a train.py process each (~2.5 s of CPU); the messages are checked in-process above
 @pytest.mark.parametrize("override, message", [("width=33", "error: width=33 is invalid"),
                                                ("task.data_dir=nowhere", "error: CIFAR-10 not found: nowhere/")])
-def test_command_line_errors_are_one_line_and_write_nothing(tmp_path, override, message):
-    proc = subprocess.run([sys.executable, "train.py", "task=cifar_crop", override, f"hydra.run.dir={tmp_path / 'r'}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={"WANDB_MODE": "disabled", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 2
-    assert proc.stderr.strip().startswith(message) and len(proc.stderr.strip().splitlines()) == 1
+def test_command_line_errors_are_one_line_and_write_nothing(tmp_path, script, override, message):
+    proc = script("train.py", "task=cifar_crop", override, f"hydra.run.dir={tmp_path / 'r'}")
+    assert assert_one_line_error(proc).startswith(message)
     assert not (tmp_path / "r" / "results.json").exists()
 
 
@@ -149,7 +143,10 @@ def test_cifar_command_selects_resnet18_and_the_paper_defaults():
     assert canonical.beta == 15
 
 
-@pytest.mark.parametrize("task, extra", [("cifar_crop", ["width=8"]), ("cifar_channels", []), ("cifar_freq", [])])
+# One image task trains in make test-fast; the other two (~3.5 s of CPU each) in make test.
+@pytest.mark.parametrize("task, extra", [("cifar_crop", ["width=8"]),
+                                         pytest.param("cifar_channels", [], marks=pytest.mark.slow),
+                                         pytest.param("cifar_freq", [], marks=pytest.mark.slow)])
 def test_a_few_training_steps_write_per_class_results(train_run, tiny_cifar, task, extra):
     results, run_dir = train_run(
         f"task={task}", *extra, f"task.data_dir={tiny_cifar}", "trainer.max_epochs=1",

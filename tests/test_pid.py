@@ -27,6 +27,7 @@ CANONICAL = {
 }
 
 
+@pytest.mark.slow  # 4 trainings at the default settings: ~28 s of CPU each
 @pytest.mark.parametrize("task", sorted(CANONICAL))
 def test_pid_atoms_on_canonical_tasks(train_run, task):
     results, run_dir = train_run(f"task={task}", "mode=pid", "trainer.enable_checkpointing=false")
@@ -54,6 +55,7 @@ def write_pmf(path, rows):
 SMALL = ("task.n_samples=3000", "task.reference_timeout_s=0", "trainer.enable_checkpointing=false")
 
 
+@pytest.mark.slow  # the default 30 epochs: ~4 s of CPU each
 @pytest.mark.parametrize("pairs", ["all", "to_mean"])
 def test_three_way_redundant_bit(train_run, tmp_path, pairs):
     pmf = write_pmf(tmp_path / "rdn3.csv", [(0, 0, 0, 0, "1/2"), (1, 1, 1, 1, "1/2")])
@@ -64,6 +66,7 @@ def test_three_way_redundant_bit(train_run, tmp_path, pairs):
     assert results["constraint_met"] is True
 
 
+@pytest.mark.slow  # 5 trainings (mode=pid, 3 sources): ~13 s of CPU
 def test_three_way_xor_has_no_redundancy_but_one_joint_bit(train_run, tmp_path):
     rows = [(a, b, c, a ^ b ^ c, "1/8") for a in (0, 1) for b in (0, 1) for c in (0, 1)]
     pmf = write_pmf(tmp_path / "xor3.csv", rows)

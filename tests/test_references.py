@@ -12,9 +12,15 @@ CANONICAL = ["unq", "and", "rdnxor", "imperfectrdn"]
 
 
 def as_dit(pmf):
-    from rine.references import _to_dit
+    """The pmf as a dit.Distribution over (x1, x2, ..., y) outcomes, built from its public table."""
+    import numpy as np
 
-    return _to_dit(pmf)
+    outcomes, probs = [], []
+    for cell in zip(*np.nonzero(pmf.table)):
+        *sources, target = cell
+        outcomes.append((*(pmf.source_symbols[i][s] for i, s in enumerate(sources)), pmf.target_symbols[target]))
+        probs.append(float(pmf.table[cell]))
+    return dit.Distribution(outcomes, probs)
 
 
 @pytest.mark.parametrize("task", CANONICAL)
@@ -43,6 +49,7 @@ def test_shipped_cache_covers_every_canonical_task_and_measure():
     assert cache[pmf_key(load_pmf("and"))]["i_gh"]["value"] == pytest.approx(0.1226, abs=1e-3)
 
 
+@pytest.mark.slow  # dit in a child process: ~7 s of CPU
 def test_dit_measures_are_computed_cached_and_not_recomputed(tmp_path):
     # AND with other symbols: a pmf the shipped cache has never seen.
     path = tmp_path / "and_letters.csv"
@@ -57,6 +64,7 @@ def test_dit_measures_are_computed_cached_and_not_recomputed(tmp_path):
     assert again == first
 
 
+@pytest.mark.slow  # waits the 15 s start-up allowance of the child
 def test_a_measure_that_runs_out_of_time_is_reported_not_awaited(tmp_path):
     from rine.references import compute_dit_measures
 

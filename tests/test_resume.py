@@ -1,24 +1,20 @@
 """A run killed mid-training resumes from its checkpoint and ends where an unbroken run ends."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import start_python
 
-ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["task=unq", "beta=5", "seed=2", "trainer.max_epochs=10"]
 
 
 def start(run_dir: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "train.py", *ARGS, *extra, f"hydra.run.dir={run_dir}"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_python("train.py", *ARGS, *extra, f"hydra.run.dir={run_dir}")
 
 
 def kill_once_written(proc: subprocess.Popen, checkpoint: Path) -> None:
@@ -35,6 +31,7 @@ def kill_once_written(proc: subprocess.Popen, checkpoint: Path) -> None:
 ENGINES = [("engine=auto", "batched_group.ckpt"), ("engine=lightning", "last.ckpt")]
 
 
+@pytest.mark.slow  # 3 train.py processes: ~25 s of CPU
 @pytest.mark.parametrize("engine, checkpoint", ENGINES, ids=["batched", "lightning"])
 def test_sigkill_then_same_command_resumes_and_matches_an_unbroken_run(tmp_path, engine, checkpoint):
     killed_dir, unbroken_dir = tmp_path / "killed", tmp_path / "unbroken"
@@ -65,11 +62,10 @@ SWEEP = ["-m", "task=rdnxor", "seed=0,1", "trainer.max_epochs=8", "hydra.launche
 
 
 def sweep(sweep_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "train.py", *SWEEP, f"hydra.sweep.dir={sweep_dir}"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_python("train.py", *SWEEP, f"hydra.sweep.dir={sweep_dir}")
 
 
+@pytest.mark.slow  # 3 train.py processes: ~24 s of CPU
 def test_a_killed_batched_sweep_resumes_its_group_and_matches_an_unbroken_one(tmp_path):
     killed_dir, unbroken_dir = tmp_path / "killed", tmp_path / "unbroken"
     checkpoint = killed_dir / "s0" / "checkpoints" / "batched_group.ckpt"

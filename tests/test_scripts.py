@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_script, write_fake_run
+from conftest import write_fake_run
 
 TABLE6 = "experiment=table6"
 
@@ -19,7 +19,7 @@ def canonical(root: Path, name: str, task: str, beta: int, seed: int, value: flo
 
 
 @pytest.fixture(scope="module")
-def tables(tmp_path_factory):
+def tables(tmp_path_factory, script):
     """make_tables.py once over runs of every kind: (runs dir, out dir, the finished process)."""
     root = tmp_path_factory.mktemp("tables")
     runs = root / "runs"
@@ -42,7 +42,7 @@ def tables(tmp_path_factory):
     write_fake_run(runs, "killed", [TABLE6, "task=rdnxor"], task="rdnxor", beta=15, status="running")
     write_fake_run(runs, "corrupt", raw_results='{"status": "compl')
     out = root / "tables"
-    return runs, out, run_script("scripts/make_tables.py", "--runs", str(runs), "--out", str(out))
+    return runs, out, script("scripts/make_tables.py", "--runs", str(runs), "--out", str(out))
 
 
 def not_averaged(stdout: str) -> dict[str, str]:
@@ -210,6 +210,7 @@ def test_figure3_plots_the_reported_reduction_and_the_total_variation(tmp_path, 
     assert_truetype_pdf(out / "figure3.pdf")
 
 
+@pytest.mark.slow  # a plot_figure3.py process: ~6 s of CPU
 def test_figure3_falls_back_to_the_distance_term(tmp_path, script):
     runs = tmp_path / "runs"
     figure3_runs(runs, with_tv=False)

@@ -14,9 +14,10 @@ REQUIRED_KEYS = {
 }
 
 
-def test_unq_redundancy_is_near_zero(train_run):
-    results, run_dir = train_run("task=unq", "beta=15", "seed=0")
-    assert results["status"] == "complete"
+@pytest.mark.slow  # the default settings: ~10 s of CPU (one training, shared with test_trust)
+def test_unq_redundancy_is_near_zero(default_unq_run):
+    results, run_dir = default_unq_run
+    assert (results["status"], results["beta"], results["seed"]) == ("complete", 15, 0)
     # Truth 0; the paper reports 0.011 at beta=15. Each source alone carries 1 bit, so a
     # broken agreement penalty would leave about 1 bit here.
     assert abs(results["redundancy_bits"]) < 0.05
@@ -24,6 +25,7 @@ def test_unq_redundancy_is_near_zero(train_run):
     assert results["reference"]["true_redundancy"] == [0.0, 0.0]
 
 
+@pytest.mark.slow  # the default settings: ~9 s of CPU
 def test_rdnxor_redundancy_is_near_one_bit(train_run):
     results, run_dir = train_run("task=rdnxor", "beta=15", "seed=0")
     # Truth 1 bit; the paper reports 0.967. The synergistic bit must not leak in (< 1.05)

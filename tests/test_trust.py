@@ -30,6 +30,7 @@ def pmf_run(tmp_path, pmf, *overrides, name="run"):
     return run(cfg, tmp_path / name)
 
 
+@pytest.mark.slow  # the default settings: ~10 s of CPU each
 @pytest.mark.parametrize("symbols", [4, 8], ids=["K=16", "K=64"])
 def test_copy_gate_has_no_redundancy_at_default_settings(tmp_path, symbols):
     results = pmf_run(tmp_path, copy_gate(tmp_path / "copy.csv", symbols))
@@ -42,6 +43,7 @@ def test_copy_gate_has_no_redundancy_at_default_settings(tmp_path, symbols):
     assert results["valid"] is True
 
 
+@pytest.mark.slow  # 30 epochs: ~7 s of CPU
 def test_papers_setting_misses_the_constraint_at_16_classes_and_says_what_helps(tmp_path):
     results = pmf_run(tmp_path, copy_gate(tmp_path / "copy.csv", 4), "objective=paper", "model=mlp_paper")
     # D = L1/K shrinks with K: the decoders keep their unique bits and I∩ is their usable information.
@@ -59,6 +61,7 @@ def test_the_constraint_is_met_from_4_to_49_classes(tmp_path, symbols):
     assert results["disagreement_tv"] <= 0.05 and abs(results["redundancy_bits"]) <= 0.05
 
 
+@pytest.mark.slow  # the default settings: ~12 s of CPU
 def test_64_classes_are_fitted(tmp_path):
     # X1 = X2 = Y uniform on 64 symbols: 6 bits, all of it redundant (was 5.89: under-fitted).
     pmf = tmp_path / "same64.csv"
@@ -69,6 +72,7 @@ def test_64_classes_are_fitted(tmp_path):
     assert results["constraint_met"] is True
 
 
+@pytest.mark.slow  # the default settings: ~8 s of CPU
 def test_a_constant_source_has_no_information_and_does_not_blow_up(tmp_path):
     # x1 constant, x2 = y: I(X1;Y) = 0, so the redundancy is 0 (was −614 bits: BatchNorm's
     # held-out statistics divided a lagging running mean by a variance of ~0).
@@ -80,6 +84,7 @@ def test_a_constant_source_has_no_information_and_does_not_blow_up(tmp_path):
     assert results["valid"] is True
 
 
+@pytest.mark.slow  # 20,000 samples at the default settings: ~13 s of CPU
 def test_a_constant_array_source_and_a_rare_class(tmp_path):
     # task=arrays: x1 = ones, x2 = y as float with 1 % of class 1 (was usable_x1 = −233 bits).
     rng = np.random.default_rng(0)
@@ -92,6 +97,7 @@ def test_a_constant_array_source_and_a_rare_class(tmp_path):
     assert all(math.isfinite(u) for u in results["usable_info_bits"])
 
 
+@pytest.mark.slow  # 30 epochs: ~5 s of CPU each
 @pytest.mark.parametrize("overrides", [["beta=500", "beta_schedule=fixed"], ["beta=1e6"]],
                          ids=["beta=500-fixed", "beta=1e6"])
 def test_an_impossible_estimate_is_flagged_not_reported_plainly(tmp_path, overrides):
@@ -106,8 +112,9 @@ def test_an_impossible_estimate_is_flagged_not_reported_plainly(tmp_path, overri
     assert on_disk["valid"] is False and on_disk["invalid_reasons"] == results["invalid_reasons"]
 
 
-def test_a_valid_estimate_within_bounds_is_not_flagged(tmp_path):
-    results = run(compose_config(["task=unq"]), tmp_path / "run")
+@pytest.mark.slow  # the default settings: ~8 s of CPU (one training, shared with test_train)
+def test_a_valid_estimate_within_bounds_is_not_flagged(default_unq_run):
+    results, _ = default_unq_run
     assert results["valid"] is True and results["invalid_reasons"] == []
     assert abs(results["redundancy_bits"]) <= 0.02
     assert 0 < results["redundancy_se_bits"] < 0.05
