@@ -18,17 +18,23 @@ from rine.errors import RineError
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float:
     from rine.config import uses_ddp  # late: fast --help
-    from rine.console import quiet_framework_output
+    from rine.console import quiet_framework_output, results_folder_is
     from rine.run import is_ddp_follower, print_report, run
 
     quiet_framework_output()
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        results_folder_is("hydra.sweep.dir", hydra_cfg.sweep.dir)
+    else:
+        results_folder_is("hydra.run.dir", hydra_cfg.runtime.output_dir)
     try:
-        if HydraConfig.get().mode == RunMode.MULTIRUN and uses_ddp(cfg):
+        if hydra_cfg.mode == RunMode.MULTIRUN and uses_ddp(cfg):
             # Lightning would start each DDP process as the whole sweep again.
             raise RineError("trainer=ddp trains one run on several devices; start each point without -m")
-        results = run(cfg, HydraConfig.get().runtime.output_dir)
+        results = run(cfg, hydra_cfg.runtime.output_dir)
     except RineError as error:
         print(f"error: {error}", file=sys.stderr)
+        discard_unused_folder(hydra_cfg.runtime.output_dir)
         sys.exit(2)
     if is_ddp_follower():
         return results["redundancy_bits"]  # rank 0 reports
@@ -36,13 +42,26 @@ def main(cfg: DictConfig) -> float:
     return results["redundancy_bits"]
 
 
+def discard_unused_folder(folder: str) -> None:
+    """Remove the run folder Hydra made for a command refused before it wrote anything
+    (only .hydra/ and train.log in it): bad input leaves no trace."""
+    import shutil
+    from pathlib import Path
+
+    path = Path(folder)
+    if path.is_dir() and {p.name for p in path.iterdir()} <= {".hydra", "train.log"}:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def interrupted(signum: int) -> None:
     """Say how to go on after SIGTERM / Ctrl-C; exit 128 + the signal number, as a shell does."""
     import signal
 
+    from rine.console import resume_command
+
     name = signal.Signals(signum).name
-    print(f"interrupted by {name}: the run is saved as interrupted (its last complete epoch is checkpointed); "
-          "run the same command again to resume it", file=sys.stderr)
+    print(f"interrupted by {name}: saved as interrupted, from its last complete epoch; resume with: "
+          f"{resume_command(sys.argv)}", file=sys.stderr)
     sys.exit(128 + signum)
 
 

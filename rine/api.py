@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -189,6 +190,7 @@ def _train_seeds(mode: str, make_writer: Callable[[], DataWriter], beta: float, 
                  level, name) -> tuple[list[int], list[dict], list[str] | None]:
     from rine.config import check_overrides, compose_config
     from rine.console import quiet_framework_output
+    from rine.errors import RineError
     from rine.run import run_many
 
     seeds = _checked_arguments(seeds, epochs, level, run_dir, overrides)
@@ -210,7 +212,14 @@ def _train_seeds(mode: str, make_writer: Callable[[], DataWriter], beta: float, 
             cfgs.append(cfg)
         # One folder per data set: a kept run_dir reused with other data keeps both sets of runs.
         # The seeds train as one batched computation where they can (rine.batched).
-        all_results = run_many(cfgs, [root / data_file.stem / f"seed{seed}" for seed in seeds])
+        try:
+            all_results = run_many(cfgs, [root / data_file.stem / f"seed{seed}" for seed in seeds])
+        except RineError as error:
+            # Name the data in the caller's terms, not by the temporary file it was written to.
+            message = str(error).replace(str(data_file), f"{name}: the data given")
+            message = re.sub(r"task\.holdout_fraction=([\d.]+)", r"a held-out fraction of \1 (overrides="
+                             r"['task.holdout_fraction=...'] sets it)", message)
+            raise RineError(message) from None
     run_dirs = [r["run_dir"] for r in all_results] if keep else None
     for category, flagged in ((InvalidEstimateWarning, lambda r: r.get("valid") is False),
                               (DisagreementWarning, lambda r: r.get("constraint_met") is False)):
@@ -298,6 +307,9 @@ def _estimate(make_writer, beta, seeds, epochs, run_dir, overrides, level, name)
     seeds, results, run_dirs = _train_seeds("estimate", make_writer, beta, seeds, epochs, run_dir, overrides, level,
                                             name)
     n = results[0]["n_sources"]
+    if results[0]["beta"] == 0:
+        warnings.warn("beta=0 asks the decoders for no agreement: .redundancy is their mean usable information, "
+                      "not a redundancy (use .usable for each source's; beta > 0 for I∩)", UserWarning, stacklevel=3)
     return RedundancyResult(
         redundancy=_over([r["redundancy_bits"] for r in results], level),
         usable=[_over([r["usable_info_bits"][i] for r in results], level) for i in range(n)],

@@ -19,6 +19,7 @@ writes each run's folder.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -116,6 +117,8 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
             net.load_state_dict(saved["net"])
             optimizer.load_state_dict(saved["optimizer"])  # its lr carries the decay so far
             histories, first_epoch = saved["histories"], saved["epoch"] + 1
+            print(f"resuming {len(cfgs)} run(s) from {checkpoint} after epoch {first_epoch}",
+                  file=sys.stderr, flush=True)
 
     # Read once: a config lookup costs more than a small step's arithmetic.
     normalize, pairs, smoothing = first.distance.normalize, first.distance.pairs, float(first.distance.smoothing)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import inspect
 import math
 import re
@@ -117,6 +118,7 @@ def closest_settings(key: str, known) -> str:
     last = key.rsplit(".", 1)[-1]
     found = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
     found += [k for k in known if k.rsplit(".", 1)[-1] == last and k not in found and k != key]
+    found = list(dict.fromkeys(found))  # 'task' is both a group and a key
     return f" (did you mean {' / '.join(found[:3])}?)" if found else ""
 
 
@@ -207,6 +209,15 @@ def _check_known_keys(cfg: DictConfig) -> None:
     for key in cfg:
         if key not in base and key != "hydra":  # a sweep job's config carries Hydra's node
             raise RineError(f"unknown setting {key!r}{closest_settings(str(key), known)}; nothing reads it")
+    # Shortcuts that fill in a task's setting: set for a task that does not take them, they
+    # would be ignored silently (`pmf_file=my.csv` without task=pmf would train RDNXOR).
+    task_text = json.dumps(OmegaConf.to_container(cfg.task, resolve=False))
+    for key in ("width", "pmf_file", "data_file"):
+        if cfg.get(key) is not None and "${" + key + "}" not in task_text:
+            takers = {"width": "the image tasks (digits_crop, mnist_crop, cifar_crop, ...)", "pmf_file": "task=pmf",
+                      "data_file": "task=arrays"}[key]
+            raise RineError(f"{key}= is read only by {takers}; task={cfg.task.name} does not read it: "
+                            f"remove {key}= or choose such a task")
     for section in ("distance", "constraint", "report"):
         for key in cfg[section]:
             if key not in base[section]:

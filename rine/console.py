@@ -31,6 +31,24 @@ def _quiet_lightning(record: logging.LogRecord) -> bool:
 
 
 _received: list[int] = []  # the signal that interrupted this process, if any
+_results_folder: list[tuple[str, str]] = []  # (hydra key, folder) where this command's results go
+
+
+def results_folder_is(key: str, folder: str) -> None:
+    """Remember where this command writes (`hydra.run.dir` or `hydra.sweep.dir`), so that an
+    interrupted command can be told how to resume: default folders are named by the time."""
+    _results_folder[:] = [(key, str(folder))]
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command that resumes this one: its arguments with the folder it wrote into."""
+    import shlex
+
+    if not _results_folder:
+        return shlex.join(["python", *argv])
+    key, folder = _results_folder[0]
+    kept = [a for a in argv[1:] if not a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    return shlex.join(["python", argv[0], *kept, f"{key}={folder}"])
 
 
 def stop_on_signals() -> None:

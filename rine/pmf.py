@@ -136,6 +136,10 @@ def load_pmf(name_or_path: str) -> JointPmf:
     table_p = np.zeros([len(s) for s in symbols])
     table_p[tuple(codes)] = [float(p) for p in probabilities]
     table_p /= table_p.sum()  # remove decimal round-off within the tolerance
+    p_y = table_p.reshape(-1, table_p.shape[-1]).sum(0)
+    if (p_y > 0).sum() < 2:  # as task=arrays says of such labels
+        raise RineError(f"{path}: y has a single class ({symbols[-1][int(p_y.argmax())]}) of positive probability; "
+                        "there is nothing to predict")
     return JointPmf(
         table=table_p,
         source_symbols=tuple(tuple(s) for s in symbols[:-1]),

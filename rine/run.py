@@ -71,6 +71,8 @@ def uses_batched_engine(cfg: DictConfig, task) -> bool:
 def _run_one(cfg: DictConfig, run_dir: str | Path, attempt: Attempt) -> dict:
     """One run checked with `check`, trained on Lightning's engine (or mode=pid's trainings)."""
     record = RunRecord.begin(cfg, run_dir, attempt.task, attempt.resume_from)
+    if attempt.resume_from is not None:
+        print(f"resuming {run_dir} from {attempt.resume_from}", file=sys.stderr, flush=True)
     try:
         if cfg.mode == "pid":
             from rine.pid import train_pid
@@ -140,8 +142,8 @@ def _train_group_and_finish(members: list[tuple[int, DictConfig, object, RunReco
             save_torch_atomic(record.run_dir / DECODERS_CHECKPOINT,
                               {"state_dict": decoders, "epoch": len(history) - 1, "rine_history": history})
         outcome = {**outcome_of(history, data, cfg), "batched_with": len(members)}
-        if resumed:
-            outcome["resumed"] = True
+        if resumed:  # from the group's checkpoint, not a last.ckpt of its own
+            outcome.update(resumed=True, resume_from=str(checkpoint))
         draw_run_curves(cfg, record.run_dir, {**record.settings, **outcome}, history)
         finished.append((i, record.complete(outcome)))
         log_completed_run(cfg, record.run_dir, history, finished[-1][1])  # logger=wandb: its W&B run
@@ -264,14 +266,27 @@ def format_summary(results: dict) -> str:
     if results.get("beta_schedule") == "constrained" and results.get("beta_final", 0) > results["beta"] * 1.0001:
         beta += f"→{results['beta_final']:.3g}"
     width = f"width={results['width']}  " if results.get("width") is not None else ""  # image tasks' crop width
-    line = f"{results['task']}  {width}{beta}  I∩ = {results['redundancy_bits']:.2f} bits"
-    if results.get("valid") is False:
-        line += " (INVALID: see warning)"
-    truth = (results.get("reference") or {}).get("true_redundancy")
-    if truth:
-        low, high = truth
-        exact = f"{low:.2f}" if abs(high - low) < 5e-3 else f"{low:.2f}–{high:.2f}"
-        line += f"  (exact {exact})"
+    reference = results.get("reference") or {}
+    if results["beta"] == 0 and results.get("mode", "estimate") == "estimate":
+        # No agreement asked: the figure is the decoders' mean usable information, not a redundancy.
+        line = f"{results['task']}  {width}{beta}  mean usable information = {results['redundancy_bits']:.2f} bits"
+        line += " (β = 0: not a redundancy)"
+        if results.get("valid") is False:
+            line += " (INVALID: see warning)"
+        if reference.get("mi_sources"):
+            line += f"  (exact {sum(reference['mi_sources']) / len(reference['mi_sources']):.2f})"
+    else:
+        line = f"{results['task']}  {width}{beta}  I∩ = {results['redundancy_bits']:.2f} bits"
+        if results.get("valid") is False:
+            line += " (INVALID: see warning)"
+        truth = reference.get("true_redundancy")
+        if truth:
+            low, high = truth
+            exact = f"{low:.2f}" if abs(high - low) < 5e-3 else f"{low:.2f}–{high:.2f}"
+            line += f"  (exact {exact})"
+        elif reference.get("i_wedge") is not None and reference.get("min_mi_sources") is not None:
+            # A pmf of the user's: no agreed truth, but the smallest and largest common measures.
+            line += f"  (I∧ {reference['i_wedge']:.2f}, MMI {reference['min_mi_sources']:.2f})"
     if results.get("disagreement_tv") is not None:
         line += f"  TV = {results['disagreement_tv']:.3f}"  # the agreement reached, beside every redundancy
     done = "  (already complete, not re-trained)" if results.get("skipped") else ""

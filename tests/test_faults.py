@@ -10,6 +10,7 @@ BatchNorm or hidden layers, and the Python API's arguments.
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -47,6 +48,10 @@ BAD_COMMANDS = [
     (["task=nope"], "error: unknown task 'nope'; choose one of"),
     (["objective=nope"], "error: unknown objective 'nope'; choose one of: constrained, paper"),
     (["model=mlp_paper"], "error: beta_schedule=constrained raises β until the decoders agree"),
+    # A task's shortcut given to a task that does not read it would be ignored silently.
+    (["task=unq", "width=4"], "error: width= is read only by the image tasks"),
+    (["pmf_file=rine/pmfs/and.csv"], "error: pmf_file= is read only by task=pmf; task=rdnxor does not read it"),
+    (["task=pmf", "data_file=x.npz", "pmf_file=rine/pmfs/and.csv"], "error: data_file= is read only by task=arrays"),
 ]
 
 
@@ -64,6 +69,7 @@ def test_bad_command_is_one_line_exit_2_and_writes_no_result(tmp_path, args, mes
     assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not list(tmp_path.rglob("results.json"))
+    assert not (tmp_path / "run").exists()  # not even the folder Hydra made before the check
 
 
 def test_valid_settings_compose_and_pass_the_same_checks():
@@ -107,12 +113,18 @@ def test_a_signal_interrupts_with_a_message_and_the_run_resumes(tmp_path, signum
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code
     assert stderr.strip().splitlines()[-1].startswith(f"interrupted by {signal.Signals(signum).name}: ")
-    assert "run the same command again to resume it" in stderr and "Traceback" not in stderr
+    assert "Traceback" not in stderr
+    # The message gives the command that resumes: its arguments with the folder it wrote into
+    # (default folders are named by the time, so "the same command" would start a new one).
+    command = shlex.split(stderr.strip().splitlines()[-1].split("resume with: ")[1])
+    assert command[:2] == ["python", "train.py"] and command[-1] == f"hydra.run.dir={tmp_path}"
     assert json.loads((tmp_path / "results.json").read_text())["status"] == "interrupted"
-    resumed = train_py(*args)
+    resumed = train_py(*command[2:])
     assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming 1 run(s) from {checkpoint}" in resumed.stderr
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["status"] == "complete" and results["resumed"] is True and results["epochs"] == 30
+    assert results["resume_from"] == str(checkpoint)
 
 
 def test_checkpoints_are_written_atomically_and_an_unreadable_one_is_set_aside(tmp_path, capsys):
@@ -227,3 +239,12 @@ def test_api_run_dir_reused_with_other_data_keeps_both(tmp_path):
     assert kept["redundancy_bits"] == first.bits  # not overwritten by the other data's run
     again = rine.estimate_redundancy([y, y], y, seeds=1, epochs=1, run_dir=tmp_path)
     assert again.results[0].get("skipped") is True
+
+
+def test_a_pmf_whose_target_has_one_class_is_refused(tmp_path):
+    from rine.pmf import load_pmf
+
+    path = tmp_path / "one_class.csv"
+    path.write_text("x1,x2,y,p\n0,0,a,1/2\n1,1,a,1/2\n0,1,b,0\n")
+    with pytest.raises(RineError, match=r"y has a single class \(a\) of positive probability"):
+        load_pmf(str(path))

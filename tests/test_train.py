@@ -90,6 +90,14 @@ def test_summary_line_names_task_estimate_truth_and_folder():
         "reference": {"true_redundancy": [0.0, 0.3113]},
     })
     assert "(exact 0.00–0.31)" in interval
+    # A user's pmf: no agreed truth, the smallest and the largest common measure instead.
+    bounds = format_summary({"task": "mine", "beta": 15, "redundancy_bits": 0.1, "run_dir": "d",
+                             "reference": {"true_redundancy": None, "i_wedge": 0.0, "min_mi_sources": 0.3113}})
+    assert "(I∧ 0.00, MMI 0.31)" in bounds
+    # β = 0 asks no agreement: the mean usable information, against the exact mean I(Xi;Y).
+    usable = format_summary({"task": "unq", "beta": 0, "redundancy_bits": 0.998, "run_dir": "d",
+                             "reference": {"true_redundancy": [0.0, 0.0], "mi_sources": [1.0, 1.0]}})
+    assert usable.startswith("unq  beta=0  mean usable information = 1.00 bits (β = 0: not a redundancy)  (exact 1.00)")
 
 
 def test_a_complete_run_is_not_trained_again_unless_its_config_changed(train_run):

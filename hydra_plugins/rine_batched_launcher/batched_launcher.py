@@ -51,7 +51,7 @@ class BatchedLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from rine.batched import supported
         from rine.config import uses_ddp, validate_config
-        from rine.console import quiet_framework_output
+        from rine.console import quiet_framework_output, results_folder_is
         from rine.errors import RineError
         from rine.run import print_report, run_many
 
@@ -69,6 +69,7 @@ class BatchedLauncher(Launcher):
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        results_folder_is("hydra.sweep.dir", str(self.config.hydra.sweep.dir))
         quiet_framework_output()
         log.info(f"Launching {len(job_overrides)} jobs, small ones batched")
 
