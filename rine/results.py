@@ -2,7 +2,9 @@
 
 A run folder holds results.json, config.yaml (the composed Hydra config it trained with)
 and csv/metrics.csv (one row per epoch). `load_results` keeps the runs whose number can be
-used; `match_experiment` keeps those an experiment config (configs/experiment/) would have
+used; `drop_duplicates` keeps one of the copies of a run (the same sweep run twice);
+`disagreeing` and `disagreement_note` mark the runs whose decoders still disagree;
+`match_experiment` keeps those an experiment config (configs/experiment/) would have
 trained, once each; `setting_groups` groups runs by every setting that differs between
 them, so that a figure averages over seeds only.
 """
@@ -15,6 +17,7 @@ import math
 import numbers
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +138,100 @@ def last_epochs(run: dict) -> int | None:
             return min(n, int(run.get("epochs") or n))
     match = re.search(r"last (\d+) epoch", str(run.get("reduction") or ""))
     return int(match.group(1)) if match else None
+
+
+# ---------------------------------------------------------------- copies and disagreement
+
+
+def _identity(run: dict) -> str:
+    """What makes two runs the same measurement: their settings (settings_of), seed and
+    input data (data_sha256); as text, since lists and NaN are not hashable or equal."""
+    settings = settings_of(run)
+    return repr(sorted({**settings, "(seed)": run.get("seed"), "(data_sha256)": run.get("data_sha256")}.items(),
+                       key=lambda item: item[0]))
+
+
+def _started(run: dict) -> float:
+    """When the run's attempt started (results.json started_at), -inf when unknown."""
+    try:
+        return datetime.fromisoformat(str(run.get("started_at"))).timestamp()
+    except ValueError:
+        return -math.inf
+
+
+def drop_duplicates(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """One run per (settings, seed, data_sha256): the same sweep run twice into two folders
+    would otherwise count as two seeds. Keeps the newest copy (results.json started_at;
+    ties: the first run dir), and returns the others as (run dir, "duplicate of <kept>").
+    `runs` holds complete, usable runs only (load_results), so the newest is complete."""
+    if runs.empty:
+        return runs, []
+    records = runs.to_dict("records")
+    kept: dict[str, int] = {}
+    for position in sorted(range(len(records)), key=lambda i: (-_started(records[i]), records[i]["run_dir"])):
+        kept.setdefault(_identity(records[position]), position)
+    chosen = sorted(kept.values(), key=lambda i: records[i]["run_dir"])
+    dropped = [(records[i]["run_dir"], f"duplicate of {records[kept[_identity(records[i])]]['run_dir']} "
+                                       "(same settings, seed and data; the newest copy is kept)")
+               for i in range(len(records)) if i not in set(chosen)]
+    return runs.iloc[chosen], sorted(dropped)
+
+
+# Marks a figure averaged over runs whose decoders still disagree: I∩ is then not a
+# redundancy (the constraint D = 0 is unmet), yet the paper reports such cells (low β).
+DISAGREE_MARK = "†"
+# What β = 0 measures: no agreement is asked, so I∩ is the decoders' mean usable information.
+USABLE_LABEL = "mean usable information"
+
+
+def disagreeing(runs: pd.DataFrame) -> pd.Series:
+    """True for each run whose decoders still disagree (results.json constraint_met false:
+    held-out TV > distance.warn_above); never for β = 0 (constraint_met null, nothing asked)
+    nor for runs from before the field existed."""
+    if "constraint_met" not in runs:
+        return pd.Series(False, index=runs.index)
+    return runs["constraint_met"].map(lambda met: met is False or met is np.False_).astype(bool)
+
+
+def no_agreement_asked(beta) -> bool:
+    """β = 0: the estimate is the mean usable information, not a redundancy."""
+    try:
+        return float(beta) == 0
+    except (TypeError, ValueError):
+        return False
+
+
+def disagreement_note(counts: list[tuple[str, int, int]], tex: bool = False) -> str:
+    """The note under a table or figure whose marked cells hold disagreeing runs; counts:
+    (where, k disagreeing runs, n runs). '' when none is marked."""
+    marked = [(where, k, n) for where, k, n in counts if k]
+    if not marked:
+        return ""
+    if tex:
+        cells = ", ".join(f"{k} of {n} runs ({_tex_text(where)})" for where, k, n in marked)
+        return (r"$^{\dagger}$ decoders still disagree (held-out TV $>$ \texttt{distance.warn\_above}) in "
+                f"{cells}: not a redundancy.")
+    cells = ", ".join(f"{k} of {n} runs ({where})" for where, k, n in marked)
+    return f"{DISAGREE_MARK} decoders still disagree (held-out TV > distance.warn_above) in {cells}: not a redundancy."
+
+
+def _tex_text(text: str) -> str:
+    """Plain text for pdflatex: its special characters escaped, β as math."""
+    text = re.sub(r"([\\{}$&#%_^~])", lambda m: {"\\": r"\textbackslash{}", "^": r"\^{}", "~": r"\~{}"}.get(
+        m.group(1), "\\" + m.group(1)), text)
+    return text.replace("β", r"$\beta$").replace("±", r"$\pm$")
+
+
+def disagreement_flag(runs: pd.DataFrame) -> str:
+    """A console line's mark: ' † decoders still disagree in k of n runs: not a redundancy',
+    ' (β = 0: mean usable information)', or ''."""
+    k = int(disagreeing(runs).sum())
+    if k:
+        return (f" {DISAGREE_MARK} decoders still disagree (held-out TV > distance.warn_above) in {k} of "
+                f"{len(runs)} runs: not a redundancy")
+    if "beta" in runs and len(runs) and all(no_agreement_asked(b) for b in runs["beta"]):
+        return f" (β = 0: {USABLE_LABEL}, no agreement asked)"
+    return ""
 
 
 # ---------------------------------------------------------------- settings of runs
@@ -265,13 +362,15 @@ def match_experiment(runs: pd.DataFrame, experiment: str,
     composes for one of its sweep points (any seed; NOT_COMPARED keys aside), each
     (point, seed) once, and the other runs with the reason:
     "config differs from experiment=table6 (trainer.max_epochs=3 vs 30)", the first
-    differing key against the closest point, or "duplicate of <run dir>" for a later copy.
-    Runs are taken in run-dir order, so the first copy is the one kept.
+    differing key against the closest point, or "duplicate of <run dir>" for a copy that
+    drop_duplicates drops (the newest copy is kept).
     """
     points = experiment_points(experiment) if points is None else points
-    kept, rejected, first_of = [], [], {}
+    kept, rejected = [], []
     if runs.empty:
         return runs, rejected
+    runs, copies = drop_duplicates(runs)
+    rejected += [Rejected(run_dir, reason, 0) for run_dir, reason in copies]
     for index, run in runs.sort_values("run_dir").iterrows():
         run_dir = run["run_dir"]
         if not isinstance(run.get("config"), dict):
@@ -288,10 +387,5 @@ def match_experiment(runs: pd.DataFrame, experiment: str,
                 run_dir, f"config differs from experiment={experiment} ({key}={_show(value)} vs {_show(expected)})",
                 len(differences[best])))
             continue
-        identity = (best, run["config"].get("seed"))
-        if identity in first_of:
-            rejected.append(Rejected(run_dir, f"duplicate of {first_of[identity]} (same settings, seed and config)", 0))
-            continue
-        first_of[identity] = run_dir
         kept.append(index)
     return runs.loc[kept], rejected

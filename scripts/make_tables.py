@@ -5,7 +5,10 @@
 Table 1 averages the runs of `python train.py experiment=table1`, Table 6 those of
 `experiment=table6`: a run counts when its config.yaml is the config Hydra composes for
 that experiment at the run's task, beta and seed (keys that do not change the number,
-rine.results.NOT_COMPARED, aside), and each (task, beta, seed) counts once. Every other run
+rine.results.NOT_COMPARED, aside), and each (task, beta, seed, data) counts once, the newest
+copy kept (rine.results.drop_duplicates). A cell averaging runs whose decoders still
+disagree (constraint_met false) is marked † with a note that counts them; β = 0 asks no
+agreement, so its column is labelled the mean usable information and never marked. Every other run
 under --runs (another setting, a short debug run, a copy, a failed, unfinished or invalid
 run, a null or NaN estimate) is listed with the reason and never averaged in. The tasks
 and betas of each table are the experiment's sweep (configs/experiment/<table>.yaml).
@@ -29,7 +32,8 @@ import pandas as pd  # noqa: E402
 
 from rine.errors import RineError  # noqa: E402
 from rine.files import check_out_dir, write_text_atomic  # noqa: E402
-from rine.results import experiment_points, load_results, match_experiment  # noqa: E402
+from rine.results import (DISAGREE_MARK, USABLE_LABEL, disagreeing, disagreement_note, experiment_points,  # noqa: E402
+                          load_results, match_experiment, no_agreement_asked)
 from rine.references import DIT_MEASURES, describe, dit_references  # noqa: E402
 from rine.config import build, compose_config  # noqa: E402
 from rine.stats import CI_LEVEL, format_ci, format_mean_std, mean_std, t_interval  # noqa: E402
@@ -66,6 +70,11 @@ FOOTNOTES = [
      r"True: the accepted redundancy; AND's [0, 0.311] spans $I_\cap^{\wedge}$ to $\min_i I(X_i;Y)$."),
 ]
 
+# β = 0 (Markdown, LaTeX): no agreement term, so the figure is not a redundancy, and never marked †.
+USABLE_NOTE = (f"β = 0: no agreement asked, so I^V is the decoders' {USABLE_LABEL}, not a redundancy.",
+               rf"$\beta = 0$: no agreement asked, so $I_\cap^{{\mathcal{{V}}}}$ is the decoders' {USABLE_LABEL}, "
+               "not a redundancy.")
+
 
 def exact_columns(task: str) -> dict:
     """The exact measures of a canonical task's distribution (from the caches, never slow)."""
@@ -95,10 +104,35 @@ def paper_value(task: str, beta) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def redundancy_of(runs: pd.DataFrame, task: str, beta) -> pd.Series:
+def cell_runs(runs: pd.DataFrame, task: str, beta) -> pd.DataFrame:
     if runs.empty:
-        return pd.Series([], dtype=float)
-    return runs.loc[(runs["task"] == task) & (runs["beta"] == beta), "redundancy_bits"].astype(float)
+        return runs
+    return runs.loc[(runs["task"] == task) & (runs["beta"] == beta)]
+
+
+def redundancy_of(runs: pd.DataFrame, task: str, beta) -> pd.Series:
+    chosen = cell_runs(runs, task, beta)
+    return chosen["redundancy_bits"].astype(float) if len(chosen) else pd.Series([], dtype=float)
+
+
+def disagreement_counts(runs: pd.DataFrame, tasks: list[str], betas: list) -> list[tuple[str, int, int]]:
+    """(cell, runs whose decoders still disagree, runs) of each cell, for the † note."""
+    counts = []
+    for task in tasks:
+        for beta in betas:
+            chosen = cell_runs(runs, task, beta)
+            counts.append((f"{TASKS.get(task, task)} β = {beta:g}", int(disagreeing(chosen).sum()), len(chosen)))
+    return counts
+
+
+def estimate_header(beta) -> str:
+    """β = 0 asks no agreement: its column is the mean usable information, said in the header."""
+    return f"I^V β={beta:g}" + (f" ({USABLE_LABEL})" if no_agreement_asked(beta) else "")
+
+
+def marked(text: str, chosen: pd.DataFrame, mark: str = f" {DISAGREE_MARK}") -> str:
+    """The cell's text, marked when any of its runs' decoders still disagree."""
+    return text + mark if len(chosen) and disagreeing(chosen).any() else text
 
 
 def build_table(runs: pd.DataFrame, tasks: list[str], betas: list, exact: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -109,11 +143,13 @@ def build_table(runs: pd.DataFrame, tasks: list[str], betas: list, exact: dict) 
         raw = {"task": task, **exact[task]["numbers"]}
         for beta in betas:
             values = redundancy_of(runs, task, beta)
-            shown[f"I^V β={beta:g}"] = format_mean_std(values)
+            chosen = cell_runs(runs, task, beta)
+            shown[estimate_header(beta)] = marked(format_mean_std(values), chosen)
             mean, std, n = mean_std(values)
             low, high = t_interval(values)
             raw.update({f"beta{beta:g}_mean": mean, f"beta{beta:g}_std": std, f"beta{beta:g}_n": n,
-                        f"beta{beta:g}_ci_low": low, f"beta{beta:g}_ci_high": high})
+                        f"beta{beta:g}_ci_low": low, f"beta{beta:g}_ci_high": high,
+                        f"beta{beta:g}_disagreeing": int(disagreeing(chosen).sum()) if len(chosen) else 0})
         shown["Paper I^V (β=" + ", ".join(f"{b:g}" for b in betas) + ")"] = " / ".join(paper_value(task, b) for b in betas)
         raw.update({f"paper_beta{b:g}": PAPER.get(task, {}).get(b) for b in betas})
         display.append(shown)
@@ -128,13 +164,15 @@ def latex_frame(runs: pd.DataFrame, tasks: list[str], betas: list, exact: dict) 
     rows = [{"": label_tex, **{TASKS.get(t, t): exact[t]["display"][key] for t in tasks}}
             for key, (_, label_tex) in EXACT_LABELS.items()]
     for beta in betas:
-        estimate = {"": rf"$I_\cap^{{\mathcal{{V}}}}$, $\beta = {beta:g}$"}
+        estimate = {"": rf"$I_\cap^{{\mathcal{{V}}}}$, $\beta = {beta:g}$"
+                        + (" (usable info.)" if no_agreement_asked(beta) else "")}
         interval = {"": rf"$\quad$ {CI_LEVEL:.0%} CI"}
         seeds = {"": r"$\quad$ $n$ (seeds)"}
         paper = {"": r"$\quad$ paper"}
         for task in tasks:
             values, column = redundancy_of(runs, task, beta), TASKS.get(task, task)
-            estimate[column] = format_mean_std(values, ci=False, show_n=False).replace("±", r"$\pm$")
+            estimate[column] = marked(format_mean_std(values, ci=False, show_n=False).replace("±", r"$\pm$"),
+                                      cell_runs(runs, task, beta), r"$^{\dagger}$")
             interval[column] = format_ci(values).replace(f"{CI_LEVEL:.0%} CI ", "")
             seeds[column] = str(mean_std(values)[2])
             paper[column] = paper_value(task, beta)
@@ -204,7 +242,11 @@ def main() -> None:
               r"failed, unfinished or invalid runs); \texttt{make\_tables.py} lists each with the reason.")] if left_out else []
     for name, (tasks, betas) in tables.items():
         last = sweeps[name][0].get("report.last_epochs")
-        notes = [(FOOTNOTES[0][0].format(n=last), FOOTNOTES[0][1].format(n=last)), *FOOTNOTES[1:], *extra]
+        counts = disagreement_counts(averaged[name], tasks, betas)
+        flags = [(disagreement_note(counts), disagreement_note(counts, tex=True))] if any(k for _, k, _ in counts) else []
+        usable = [USABLE_NOTE] if any(no_agreement_asked(b) for b in betas) else []
+        notes = [(FOOTNOTES[0][0].format(n=last), FOOTNOTES[0][1].format(n=last)), *flags, *usable, *FOOTNOTES[1:],
+                 *extra]
         display, numbers = build_table(averaged[name], tasks, betas, exact)
         at = ", ".join(f"{b:g}" for b in betas)
         title = f"Table {name[5:]}: redundancy on the canonical tasks (bits), β = {at}"
@@ -213,7 +255,7 @@ def main() -> None:
         write_text_atomic(out / f"{name}.md", to_markdown(display, title, [md for md, _ in notes]))
         write_text_atomic(out / f"{name}.tex", to_latex(latex, caption, name, [tex for _, tex in notes]))
         write_text_atomic(out / f"{name}.csv", numbers.to_csv(index=False))
-        print(f"\n{to_markdown(display, title, [])}-> {out / name}.{{md,tex,csv}}")
+        print(f"\n{to_markdown(display, title, [md for md, _ in flags + usable])}-> {out / name}.{{md,tex,csv}}")
 
 
 if __name__ == "__main__":

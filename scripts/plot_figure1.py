@@ -32,7 +32,9 @@ import numpy as np  # noqa: E402
 
 from rine.errors import RineError  # noqa: E402
 from rine.files import check_out_dir, save_figure_atomic  # noqa: E402
-from rine.results import describe_settings, load_results, setting_groups  # noqa: E402
+from rine.results import (DISAGREE_MARK, USABLE_LABEL, describe_settings, disagreeing,  # noqa: E402
+                          disagreement_flag, disagreement_note, drop_duplicates, load_results,
+                          no_agreement_asked, setting_groups)
 from rine.stats import format_mean_std, mean_std  # noqa: E402
 
 EXPERIMENTS = {"left": "figure1_left", "right": "figure1_right"}
@@ -46,31 +48,54 @@ def repeated_seeds(runs) -> str:
     return ", ".join(f"seed {s} x{c}" for s, c in repeated.items())
 
 
+def usable_label(label: str, chosen) -> str:
+    """β = 0 asks no agreement: its line or row is the mean usable information, said so."""
+    usable = "beta" in chosen and len(chosen) and all(no_agreement_asked(b) for b in chosen["beta"])
+    return f"{label} ({USABLE_LABEL})" if usable else label
+
+
 def draw_left(runs, task: str):
     fig, ax = plt.subplots(figsize=(5, 3.8))
     lines = ["held-out redundancy (mean of the last epochs), mean ± std over seeds; n = seeds averaged per point"]
+    counts = []  # (point, runs whose decoders still disagree, runs)
     for named, chosen in setting_groups(runs, leave_out=("width", "task.width")):
-        label = describe_settings(named, legend=True) or task
+        label = usable_label(describe_settings(named, legend=True) or task, chosen)
         console = describe_settings(named)
         widths = sorted(chosen["width"].unique())
-        means, stds = [], []
+        means, stds, hollow = [], [], []
         for width in widths:
-            values = chosen.loc[chosen["width"] == width, "redundancy_bits"]
+            at = chosen[chosen["width"] == width]
+            values = at["redundancy_bits"]
             mean, std, n = mean_std(values)
             means.append(mean)
             stds.append(0.0 if math.isnan(std) else std)  # one seed: no error bar
+            hollow.append(bool(disagreeing(at).any()))
             point = " ".join(filter(None, [console, f"width={width:g}"]))
-            lines.append(f"  {point}: {format_mean_std(values, unit='bits', ci=False)}")
-            if repeated_seeds(chosen[chosen["width"] == width]):
-                lines.append(f"    note: repeated runs ({repeated_seeds(chosen[chosen['width'] == width])}) count in n")
-        ax.errorbar(widths, means, yerr=stds, marker="o", capsize=3, label=label)
+            counts.append((point, int(disagreeing(at).sum()), len(at)))
+            lines.append(f"  {point}: {format_mean_std(values, unit='bits', ci=False)}{disagreement_flag(at)}")
+            if repeated_seeds(at):
+                lines.append(f"    note: repeated runs ({repeated_seeds(at)}) count in n")
+        drawn = ax.errorbar(widths, means, yerr=stds, marker="o", capsize=3, label=label)
+        # A point averaging runs whose decoders still disagree is not a redundancy: hollow.
+        color = drawn.lines[0].get_color()
+        ax.plot([w for w, h in zip(widths, hollow) if h], [m for m, h in zip(means, hollow) if h], linestyle="none",
+                marker="o", markerfacecolor="white", markeredgecolor=color, zorder=3)
+    flagged = any(k for _, k, _ in counts)
+    if flagged:
+        ax.plot([], [], linestyle="none", marker="o", markerfacecolor="white", markeredgecolor="black",
+                label=f"hollow {DISAGREE_MARK}: decoders still disagree")
+        lines.append("  " + disagreement_note(counts))
     n_seeds = runs.groupby(["width"])["seed"].nunique()
     ax.set(xlabel="crop width (columns per view)", ylabel="redundant information (bits)",
            title=f"{task}: redundancy vs crop overlap")
     ax.legend()
     seeds = f"{n_seeds.min()}" if n_seeds.min() == n_seeds.max() else f"{n_seeds.min()}–{n_seeds.max()}"
     fig.text(0.01, -0.02, f"Points: mean over {seeds} seed(s) of each run's held-out redundancy; "
-             "error bars: ± 1 std over seeds (none for one seed).", fontsize=7, ha="left", va="top", wrap=True)
+             "error bars: ± 1 std over seeds (none for one seed)."
+             + (" Hollow: the decoders still disagree (held-out TV > distance.warn_above) in some runs, "
+                "so the point is not a redundancy." if flagged else "")
+             + (f" β = 0: no agreement asked, the {USABLE_LABEL}." if any(no_agreement_asked(b) for b in runs.get("beta", []))
+                else ""), fontsize=7, ha="left", va="top", wrap=True)
     fig.tight_layout()
     return fig, lines
 
@@ -87,6 +112,7 @@ def row_label(task: str, named: dict, chosen) -> str:
 def draw_right(runs):
     rows, labels = [], []
     lines = ["per-class redundancy, mean over seeds; n = seeds averaged per row"]
+    counts = []  # (row, runs whose decoders still disagree, runs)
     class_names = list(runs["class_names"].iloc[0])
     for named, chosen in setting_groups(runs):
         task = chosen["task"].iloc[0]
@@ -95,10 +121,14 @@ def draw_right(runs):
         with np.errstate(all="ignore"):
             # A class absent from every run's held-out split stays NaN (drawn as '–').
             mean = np.array([np.nan if np.isnan(col).all() else np.nanmean(col) for col in per_class.T])
-        label = row_label(task, named, chosen)
+        label = usable_label(row_label(task, named, chosen), chosen)
+        k = int(disagreeing(chosen).sum())
+        counts.append((label, k, len(chosen)))
+        label += f" {DISAGREE_MARK}" if k else ""
         rows.append(mean)
         labels.append(f"{label} (n={len(chosen)})")
-        lines.append(f"  {label} (n={len(chosen)}): " + ", ".join(f"{c}={v:.2f}" for c, v in zip(class_names, mean)))
+        lines.append(f"  {label} (n={len(chosen)}): " + ", ".join(f"{c}={v:.2f}" for c, v in zip(class_names, mean))
+                     + disagreement_flag(chosen))
         if repeated_seeds(chosen):
             lines.append(f"    note: repeated runs ({repeated_seeds(chosen)}) count in n")
     grid = np.array(rows)
@@ -124,6 +154,10 @@ def draw_right(runs):
     if constant_beta:
         title += ", β = " + ", ".join(f"{b:g}" for b in sorted(runs["beta"].unique()))
     ax.set_title(title)
+    note = disagreement_note(counts)
+    if note:
+        lines.append("  " + note)
+        fig.text(0.01, -0.01, note, fontsize=7, ha="left", va="top", wrap=True)
     fig.tight_layout()
     return fig, lines
 
@@ -143,7 +177,8 @@ def main() -> None:
         runs, problems = load_results(runs_dir)
     except RineError as error:
         sys.exit(f"error: {error}; {hint}")
-    for run_dir, reason in problems:
+    runs, copies = drop_duplicates(runs)
+    for run_dir, reason in problems + copies:
         print(f"  left out: {run_dir}: {reason}")
     if runs.empty:
         sys.exit(f"error: no usable runs under {runs_dir}; {hint}")

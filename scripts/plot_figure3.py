@@ -28,7 +28,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from rine.errors import RineError  # noqa: E402
 from rine.files import check_out_dir, save_figure_atomic  # noqa: E402
-from rine.results import describe_settings, last_epochs, load_curves, load_results, setting_groups  # noqa: E402
+from rine.results import (USABLE_LABEL, describe_settings, disagreeing, disagreement_flag,  # noqa: E402
+                          disagreement_note, drop_duplicates, last_epochs, load_curves, load_results,
+                          no_agreement_asked, setting_groups)
 from rine.stats import format_mean_std, mean_std  # noqa: E402
 
 COLORS = {"annealed": "tab:blue", "fixed": "tab:red"}
@@ -53,15 +55,16 @@ def true_redundancy(runs) -> tuple[float, float] | None:
     return None
 
 
-def draw_panel(ax, curves, chosen, column: str, key: str, color: str, label: str) -> None:
-    """Mean ± std over seeds per epoch, and the reported figure (results.json `key`) at the right."""
+def draw_panel(ax, curves, chosen, column: str, key: str, color: str, label: str, hollow: bool = False) -> None:
+    """Mean ± std over seeds per epoch, and the reported figure (results.json `key`) at the right,
+    hollow when some of the runs' decoders still disagree (not a redundancy)."""
     by_epoch = curves.groupby("epoch")[column]
     mean, std = by_epoch.mean(), by_epoch.std().fillna(0)  # one seed: no band
     ax.plot(mean.index, mean.values, color=color, label=label)
     ax.fill_between(mean.index, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
     reported, spread, _ = mean_std(chosen[key])
     ax.errorbar([mean.index.max() + 1.5], [reported], yerr=[0 if math.isnan(spread) else spread],
-                color=color, marker="D", capsize=3, markersize=4)
+                color=color, marker="D", capsize=3, markersize=4, markerfacecolor="white" if hollow else color)
 
 
 def main() -> None:
@@ -86,7 +89,9 @@ def main() -> None:
         sys.exit(f"error: no runs of task {task} under {args.runs}; found: {', '.join(tasks)}")
     if args.task is None and len(tasks) > 1:
         print(f"several tasks under {args.runs} ({', '.join(tasks)}); plotting {task} (choose with --task)")
-    runs = runs[runs["task"] == task]
+    runs, copies = drop_duplicates(runs[runs["task"] == task])
+    for run_dir, reason in copies:
+        print(f"  left out: {run_dir}: {reason}")
     try:
         curves = load_curves(list(runs["run_dir"]))
         key, column, what = disagreement_of(runs, curves)
@@ -101,6 +106,7 @@ def main() -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     palette = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
     print(f"{task}: held-out figures, {reduction}, mean ± std over seeds (n = seeds)")
+    counts = []  # (line, runs whose decoders still disagree, runs)
     for named, chosen in setting_groups(runs):
         schedule = chosen["beta_schedule"].iloc[0]
         # The paper's two colours when the schedule is all that differs; else one per line.
@@ -108,12 +114,16 @@ def main() -> None:
         color = color or next(palette)
         betas = ", ".join(f"{b:g}" for b in sorted(chosen["beta"].unique()))
         extra = describe_settings(named, skip=("task", "beta_schedule", "beta"), legend=True)
-        label = f"{schedule} β = {betas}" + (f", {extra}" if extra else "") + f" (n={len(chosen)})"
+        usable = all(no_agreement_asked(b) for b in chosen["beta"])
+        hollow = bool(disagreeing(chosen).any())
+        label = (f"{schedule} β = {betas}" + (f" ({USABLE_LABEL})" if usable else "") + (f", {extra}" if extra else "")
+                 + f" (n={len(chosen)})" + (" †" if hollow else ""))
+        counts.append((label.rsplit(" (n=", 1)[0], int(disagreeing(chosen).sum()), len(chosen)))
         mine = curves[curves["run_dir"].isin(chosen["run_dir"])]
-        draw_panel(left, mine, chosen, "val/redundancy_bits", "redundancy_bits", color, label)
-        draw_panel(right, mine, chosen, column, key, color, label)
+        draw_panel(left, mine, chosen, "val/redundancy_bits", "redundancy_bits", color, label, hollow)
+        draw_panel(right, mine, chosen, column, key, color, label, hollow)
         print(f"  {label.rsplit(' (n=', 1)[0]}: I∩ = {format_mean_std(chosen['redundancy_bits'], unit='bits')}; "
-              f"{what} = {format_mean_std(chosen[key])}")
+              f"{what} = {format_mean_std(chosen[key])}{disagreement_flag(chosen)}")
 
     truth = true_redundancy(runs)
     if truth is not None:
@@ -137,7 +147,8 @@ def main() -> None:
                f"Markers at the right: the reported figure ({reduction}), mean ± 1 std over seeds, as printed"
                + (f"; shaded: those last {n_last} epochs" if n_last else "")
                + (". Dashed: the true redundancy." if truth and truth[1] - truth[0] < 5e-4 else
-                  ". Grey band: the range of accepted redundancy." if truth else "."))
+                  ". Grey band: the range of accepted redundancy." if truth else ".")
+               + (f" Hollow markers, †: {disagreement_note(counts)[2:]}" if any(k for _, k, _ in counts) else ""))
     fig.text(0.01, -0.01, caption, fontsize=7, ha="left", va="top", wrap=True)
     fig.tight_layout()
     written = save_figure_atomic(fig, out / "figure3")

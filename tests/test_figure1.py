@@ -37,12 +37,16 @@ def test_left_panel_averages_seeds_per_width_and_beta(tmp_path, script, fake_run
     fake_run(runs, "broken", task="digits_crop", width=2, beta=0, seed=2, status="failed", error="RineError: NaN")
     # A debug run (3 epochs) is its own line, never averaged into the 30-epoch ones.
     fake_run(runs, "short", task="digits_crop", width=4, beta=50, seed=0, max_epochs=3, redundancy_bits=9.0)
+    # The same run again in another folder, later: one seed, not two; the newer copy is kept.
+    fake_run(runs, "again/w2_b0_s0", task="digits_crop", width=2, beta=0, seed=0, max_epochs=30, redundancy_bits=0.6,
+             started_at="2030-01-01T00:00:00+00:00")
     proc = plot(script, "left", "--runs", str(runs), "--out", str(tmp_path / "fig"))
     assert proc.returncode == 0, proc.stderr
+    assert f"left out: {runs / 'w2_b0_s0'}: duplicate of {runs / 'again' / 'w2_b0_s0'}" in proc.stdout
     # Mean of ±0.1 around 1.0 * 4/8, sample std of two values 0.2 apart; the failed run is left out.
     assert "n = seeds averaged per point" in proc.stdout
     assert "beta=50 max_epochs=30 width=4: 0.500 ± 0.141 bits (n=2)" in proc.stdout
-    assert "beta=0 max_epochs=30 width=2: 0.500 ± 0.141 bits (n=2)" in proc.stdout
+    assert "beta=0 max_epochs=30 width=2: 0.500 ± 0.141 bits (n=2) (β = 0: mean usable information" in proc.stdout
     assert "beta=50 max_epochs=3 width=4: 9.000 bits (n=1)" in proc.stdout  # one seed: no "± nan"
     assert "nan" not in proc.stdout
     assert str(runs / "broken") in proc.stdout
@@ -102,3 +106,35 @@ def test_without_runs_it_says_what_to_run(tmp_path, script):
         proc = plot(script, panel, "--runs", str(tmp_path), "--out", str(tmp_path / "o"))
         assert proc.returncode != 0
         assert f"python train.py experiment=figure1_{panel}" in proc.stderr
+
+
+def test_points_and_rows_of_disagreeing_runs_are_marked_and_beta_0_is_usable_information(tmp_path, fake_run):
+    from rine.results import drop_duplicates, load_results
+
+    module = load_script()
+    runs = tmp_path / "runs"
+    for beta, met in ((0, None), (50, False)):
+        for seed in (0, 1):
+            fake_run(runs, f"b{beta}_s{seed}", task="digits_crop", width=4, beta=beta, seed=seed, redundancy_bits=1.4,
+                     constraint_met=met if seed == 0 else (None if beta == 0 else True),
+                     per_class_redundancy_bits=[1.0, 1.0, 1.0], class_names=NAMES)
+    fake_run(runs, "copy/b50_s0", task="digits_crop", width=4, beta=50, seed=0, redundancy_bits=1.4,
+             constraint_met=False, per_class_redundancy_bits=[1.0, 1.0, 1.0], class_names=NAMES)
+    frame, _ = load_results(runs)
+    frame, copies = drop_duplicates(frame)
+    assert len(frame) == 4 and [Path(d).name for d, _ in copies] == ["b50_s0"]
+    fig, lines = module.draw_left(frame, "digits_crop")
+    text = "\n".join(lines)
+    assert "beta=50 width=4: 1.400 ± 0.000 bits (n=2) † decoders still disagree (held-out TV > " \
+           "distance.warn_above) in 1 of 2 runs: not a redundancy" in text
+    assert "beta=0 width=4: 1.400 ± 0.000 bits (n=2) (β = 0: mean usable information, no agreement asked)" in text
+    assert "in 1 of 2 runs (beta=50 width=4): not a redundancy." in text  # the note counts the copy once
+    ax = fig.axes[0]
+    hollow = [line for line in ax.lines if line.get_markerfacecolor() == "white" and len(line.get_xdata())]
+    assert [list(line.get_xdata()) for line in hollow] == [[4]]  # β = 50's point only, never β = 0's
+    labels = ax.get_legend_handles_labels()[1]
+    assert "β = 0 (mean usable information)" in labels and any("hollow" in label for label in labels)
+    _, rows = module.draw_right(frame)
+    beta0 = next(row for row in rows if "β = 0" in row)
+    assert "mean usable information" in beta0 and "†" not in beta0
+    assert any("β = 50 †" in row and "1 of 2 runs" in row for row in rows)

@@ -24,9 +24,9 @@ def tables(tmp_path_factory, script):
     root = tmp_path_factory.mktemp("tables")
     runs = root / "runs"
     canonical(runs, "a", "rdnxor", 15, 0, 0.98)
-    canonical(runs, "b", "rdnxor", 15, 1, 0.96)
-    canonical(runs, "c", "unq", 0, 0, 0.99)
-    canonical(runs, "d_single", "and", 5, 3, 0.012)
+    canonical(runs, "b", "rdnxor", 15, 1, 0.96, constraint_met=True)
+    canonical(runs, "c", "unq", 0, 0, 0.99, constraint_met=None)  # β = 0: nothing asked, never marked
+    canonical(runs, "d_single", "and", 5, 3, 0.012, constraint_met=False, disagreement_tv=0.3)  # averaged, marked
     # Not averaged: a 3-epoch debug run, a copy of "a", a setting outside the sweep, no config.
     canonical(runs, "debug", "rdnxor", 15, 2, 0.10, "trainer.max_epochs=3")
     shutil.copytree(runs / "a", runs / "z_copy_of_a")
@@ -57,7 +57,7 @@ def test_tables_average_each_run_of_the_experiment_once_and_list_the_rest(tables
     listed = not_averaged(proc.stdout)
     # Closest to both experiments (one key off): the reason names the first, Table 1's.
     assert listed["debug"] == "config differs from experiment=table1 (trainer.max_epochs=3 vs 30)"
-    assert listed["z_copy_of_a"] == f"duplicate of {runs / 'a'} (same settings, seed and config)"
+    assert listed["z_copy_of_a"] == f"duplicate of {runs / 'a'} (same settings, seed and data; the newest copy is kept)"
     assert "beta_schedule=fixed vs annealed" in listed["fixed"]
     assert listed["no_config"].startswith("no config.yaml, so it cannot be checked")
     assert listed["invalid"] == "marked invalid: decoders disagree (TV 0.4)"
@@ -87,7 +87,30 @@ def test_tables_average_each_run_of_the_experiment_once_and_list_the_rest(tables
     assert table6.loc["rdnxor", "i_wedge"] == pytest.approx(1.0)
     # One seed: its value and n=1, never "± nan".
     and_row6 = next(line for line in (out / "table6.md").read_text().splitlines() if line.startswith("| AND"))
-    assert "| 0.012 (n=1) |" in and_row6 and "nan" not in and_row6
+    assert "nan" not in and_row6
+
+
+@pytest.mark.slow
+def test_a_run_whose_decoders_disagree_marks_its_cell_and_the_note_counts_it(tables):
+    _, out, proc = tables
+    assert proc.returncode == 0, proc.stderr
+    table6 = (out / "table6.md").read_text()
+    rows = {line.split(" |")[0][2:]: line for line in table6.splitlines() if line.startswith("| ")}
+    assert "| 0.012 (n=1) † |" in rows["AND"]  # its one run has constraint_met false
+    assert "- † decoders still disagree (held-out TV > distance.warn_above) in 1 of 1 runs (AND β = 5): " \
+           "not a redundancy." in table6
+    assert "†" not in rows["UNQ"] and "†" not in rows["RDNXOR"]  # β = 0 (null) and constraint met: unmarked
+    assert "I^V β=0 (mean usable information)" in rows["Task"]
+    assert "- β = 0: no agreement asked" in table6
+    assert "in 1 of 1 runs (AND β = 5)" in proc.stdout  # the console shows the note too
+    numbers = pd.read_csv(out / "table6.csv").set_index("task")
+    assert numbers.loc["and", "beta5_disagreeing"] == 1 and numbers.loc["unq", "beta0_disagreeing"] == 0
+    tex = (out / "table6.tex").read_text()
+    assert r"0.012$^{\dagger}$" in tex and r"in 1 of 1 runs (AND β = 5)" not in tex
+    assert (r"$^{\dagger}$ decoders still disagree (held-out TV $>$ \texttt{distance.warn\_above}) in 1 of 1 runs "
+            r"(AND $\beta$ = 5): not a redundancy.") in tex
+    table1 = (out / "table1.md").read_text()
+    assert "†" not in table1  # Table 1 (β = 15) holds no disagreeing run
 
 
 UNESCAPED_PERCENT = re.compile(r"(?<!\\)%")
@@ -208,6 +231,57 @@ def test_figure3_plots_the_reported_reduction_and_the_total_variation(tmp_path, 
     png = (out / "figure3.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     assert_truetype_pdf(out / "figure3.pdf")
+
+
+def test_drop_duplicates_keeps_the_newest_copy_of_each_run_once(tmp_path):
+    """The same sweep run twice into two folders is one measurement per seed, not two seeds."""
+    from rine.results import drop_duplicates, load_results
+
+    runs = tmp_path / "runs"
+    same = dict(task="unq", beta=0, redundancy_bits=0.968, data_sha256="abc")
+    write_fake_run(runs, "sweep1/0", ["experiment=figure3", "seed=0"], started_at="2024-01-01T00:00:00+00:00", **same)
+    write_fake_run(runs, "sweep2/0", ["experiment=figure3", "seed=0"], started_at="2024-02-01T00:00:00+00:00", **same)
+    # Newer still, but unfinished: load_results leaves it out, so it never displaces a complete copy.
+    write_fake_run(runs, "sweep3/0", ["experiment=figure3", "seed=0"], started_at="2024-03-01T00:00:00+00:00",
+                   status="running", **{k: v for k, v in same.items() if k != "redundancy_bits"})
+    write_fake_run(runs, "sweep1/1", ["experiment=figure3", "seed=1"], seed=1, **same)  # another seed
+    write_fake_run(runs, "other_data/0", ["experiment=figure3", "seed=0"], **{**same, "data_sha256": "def"})
+    write_fake_run(runs, "longer/0", ["experiment=figure3", "seed=0", "trainer.max_epochs=9"], **same)
+    frame, _ = load_results(runs)
+    kept, dropped = drop_duplicates(frame)
+    assert sorted(Path(d).relative_to(runs).as_posix() for d in kept["run_dir"]) == [
+        "longer/0", "other_data/0", "sweep1/1", "sweep2/0"]
+    assert dropped == [(str(runs / "sweep1" / "0"),
+                        f"duplicate of {runs / 'sweep2' / '0'} (same settings, seed and data; the newest copy is kept)")]
+
+
+def test_figure3_counts_a_sweep_run_twice_once(tmp_path, script):
+    runs = tmp_path / "runs"
+    figure3_runs(runs / "first", with_tv=True)
+    figure3_runs(runs / "again", with_tv=True)
+    proc = script("scripts/plot_figure3.py", "--runs", str(runs), "--out", str(tmp_path / "fig"))
+    assert proc.returncode == 0, proc.stderr
+    assert "annealed β = 50: I∩ = 0.765 ± 0.007 bits (n=2)" in proc.stdout  # not n=4
+    assert proc.stdout.count("(same settings, seed and data; the newest copy is kept)") == 4
+    # No started_at in either copy: the first run dir is kept.
+    assert f"left out: {runs / 'first' / 'annealed0'}: duplicate of {runs / 'again' / 'annealed0'}" in proc.stdout
+
+
+@pytest.mark.slow  # a plot_figure3.py process: ~6 s of CPU
+def test_figure3_marks_disagreeing_runs_and_labels_beta_0(tmp_path, script):
+    runs = tmp_path / "runs"
+    for beta, met in ((0, None), (5, False)):
+        metrics = {"epoch": range(3), "val/redundancy_bits": [0.5, 0.9, 0.97], "val/disagreement_tv": [0.4, 0.3, 0.2]}
+        write_fake_run(runs, f"b{beta}", ["experiment=figure3", "beta_schedule=constrained", f"beta={beta}"],
+                       metrics=metrics, task="rdnxor", beta=beta, beta_schedule="constrained", redundancy_bits=0.97,
+                       disagreement_tv=0.2, constraint_met=met)
+    proc = script("scripts/plot_figure3.py", "--runs", str(runs), "--out", str(tmp_path / "fig"))
+    assert proc.returncode == 0, proc.stderr
+    beta0 = next(line for line in proc.stdout.splitlines() if "β = 0" in line)
+    beta5 = next(line for line in proc.stdout.splitlines() if "β = 5" in line)
+    assert "constrained β = 0 (mean usable information): I∩ = 0.970 bits (n=1)" in beta0 and "†" not in beta0
+    assert beta5.endswith("† decoders still disagree (held-out TV > distance.warn_above) in 1 of 1 runs: "
+                          "not a redundancy")
 
 
 @pytest.mark.slow  # a plot_figure3.py process: ~6 s of CPU
