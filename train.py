@@ -60,7 +60,7 @@ def interrupted(signum: int) -> None:
     from rine.console import resume_command
 
     name = signal.Signals(signum).name
-    print(f"interrupted by {name}: saved as interrupted, from its last complete epoch; resume with: "
+    print(f"interrupted by {name}: saved as interrupted (it goes on from its last complete epoch, if any); resume with: "
           f"{resume_command(sys.argv)}", file=sys.stderr)
     sys.exit(128 + signum)
 

@@ -195,28 +195,38 @@ def _run_checked(cfgs: list[DictConfig], run_dirs: list, attempts: list[Attempt]
 
     groups: dict[str, list] = {}
     one_by_one = []
-    for i, (cfg, run_dir, attempt) in enumerate(zip(cfgs, run_dirs, attempts)):
-        if attempt.complete is not None:
-            done(i, attempt.complete)
-        elif not uses_batched_engine(cfg, attempt.task):
-            one_by_one.append(i)
+    begun: list[tuple[int, RunRecord]] = []
+    try:
+        for i, (cfg, run_dir, attempt) in enumerate(zip(cfgs, run_dirs, attempts)):
+            if attempt.complete is not None:
+                done(i, attempt.complete)
+            elif not uses_batched_engine(cfg, attempt.task):
+                one_by_one.append(i)
+            else:
+                record = RunRecord.begin(cfg, run_dir, attempt.task, attempt.resume_from)
+                begun.append((i, record))
+                groups.setdefault(batch_key(cfg, attempt.task), []).append((i, cfg, attempt.task, record))
+        groups = _spread(list(groups.values()), workers)
+        if workers > 1 and len(groups) > 1:
+            # Forked workers skip re-importing torch (seconds each). Safe: they run torch on one
+            # thread, so no OpenMP pool inherited from this process is ever entered.
+            context = get_context("fork" if sys.platform == "linux" else "spawn")
+            with ProcessPoolExecutor(min(workers, len(groups)), mp_context=context, initializer=_quiet_worker) as pool:
+                futures = [pool.submit(_train_group_and_finish, members) for members in groups]
+                for future in as_completed(futures):
+                    for i, result in future.result():
+                        done(i, result)
         else:
-            record = RunRecord.begin(cfg, run_dir, attempt.task, attempt.resume_from)
-            groups.setdefault(batch_key(cfg, attempt.task), []).append((i, cfg, attempt.task, record))
-    groups = _spread(list(groups.values()), workers)
-    if workers > 1 and len(groups) > 1:
-        # Forked workers skip re-importing torch (seconds each). Safe: they run torch on one
-        # thread, so no OpenMP pool inherited from this process is ever entered.
-        context = get_context("fork" if sys.platform == "linux" else "spawn")
-        with ProcessPoolExecutor(min(workers, len(groups)), mp_context=context, initializer=_quiet_worker) as pool:
-            futures = [pool.submit(_train_group_and_finish, members) for members in groups]
-            for future in as_completed(futures):
-                for i, result in future.result():
+            for members in groups:
+                for i, result in _train_group_and_finish(members):
                     done(i, result)
-    else:
-        for members in groups:
-            for i, result in _train_group_and_finish(members):
-                done(i, result)
+    except BaseException as error:
+        # Stopped before a group's own handler could say so (e.g. Ctrl-C while importing the
+        # engine): every begun run not yet reported is saved as stopped, never left "running".
+        for i, record in begun:
+            if results[i] is None and record.lock is not None:
+                record.stopped(error)
+        raise
     for i in one_by_one:
         done(i, _run_one(cfgs[i], run_dirs[i], attempts[i]))
     return results

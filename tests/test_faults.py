@@ -248,3 +248,18 @@ def test_a_pmf_whose_target_has_one_class_is_refused(tmp_path):
     path.write_text("x1,x2,y,p\n0,0,a,1/2\n1,1,a,1/2\n0,1,b,0\n")
     with pytest.raises(RineError, match=r"y has a single class \(a\) of positive probability"):
         load_pmf(str(path))
+
+
+def test_a_run_stopped_before_its_group_trains_is_saved_as_interrupted(tmp_path, monkeypatch):
+    # Ctrl-C / SIGTERM can land between a run's start and its engine's own handler (while the
+    # engine's modules import): the run must read "interrupted", never stay "running".
+    import rine.run
+
+    def interrupted_early(members):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rine.run, "_train_group_and_finish", interrupted_early)
+    cfgs = [compose_config(["task=unq", f"seed={s}", "trainer.max_epochs=1", "report.last_epochs=1"]) for s in (0, 1)]
+    with pytest.raises(KeyboardInterrupt):
+        run_many(cfgs, [tmp_path / "a", tmp_path / "b"])
+    assert [json.loads((tmp_path / d / "results.json").read_text())["status"] for d in "ab"] == ["interrupted"] * 2
