@@ -107,7 +107,8 @@ def _flatten_keys(node, prefix: str = "") -> list[str]:
 @functools.lru_cache(maxsize=16)
 def known_settings(choices: tuple[str, ...] = ()) -> tuple[str, ...]:
     """Every key of the composed default config (with these group choices), dotted: 'beta', 'task.name', ..."""
-    cfg = OmegaConf.to_container(compose_config(list(choices)), resolve=False)
+    # (Looked up only for an error message: a valid run never composes this second config.)
+    cfg = _default_config() if not choices else OmegaConf.to_container(compose_config(list(choices)), resolve=False)
     groups = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
     return tuple(_flatten_keys(cfg)) + tuple(groups)
 
@@ -203,15 +204,14 @@ def _check_known_keys(cfg: DictConfig) -> None:
     arguments of that object (trainer and logger keys are checked by Lightning when built).
     """
     base = _default_config()
-    known = known_settings()
     for key in cfg:
         if key not in base and key != "hydra":  # a sweep job's config carries Hydra's node
-            raise RineError(f"unknown setting {key!r}{closest_settings(str(key), known)}; nothing reads it")
+            raise RineError(f"unknown setting {key!r}{closest_settings(str(key), known_settings())}; nothing reads it")
     for section in ("distance", "constraint", "report"):
         for key in cfg[section]:
             if key not in base[section]:
                 name = f"{section}.{key}"
-                raise RineError(f"unknown setting {name!r}{closest_settings(name, known)}; nothing reads it")
+                raise RineError(f"unknown setting {name!r}{closest_settings(name, known_settings())}; nothing reads it")
     for section, node in (("task", cfg.task), ("model.decoder", cfg.model.decoder), ("model.optimizer", cfg.model.optimizer)):
         target = node.get("_target_")
         if not target:
