@@ -31,7 +31,7 @@ from rine.data import TaskData, check_splits, epoch_order, seed_all, train_batch
 from rine.errors import RineError
 from rine.files import save_torch_atomic
 from rine.info import nats_to_bits
-from rine.models import StackedMLPs
+from rine.models import MLP, StackedMLPs
 from rine.rundir import readable_checkpoint
 from rine.objective import disagreement_tv, prediction_distance, scheduled_beta, stage_metrics
 
@@ -81,6 +81,10 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
     first = cfgs[0]
     if first.model.threads:
         torch.set_num_threads(first.model.threads)
+    # Every run's decoder config is the same rine.models.MLP (batch_key, supported): called
+    # directly, as Hydra's instantiate would call it, which costs ~10 ms a decoder.
+    decoder = {key: value for key, value in OmegaConf.to_container(first.model.decoder, resolve=True).items()
+               if not key.startswith("_")}
     datas, mlps = [], []
     for cfg, task in zip(cfgs, tasks):
         # The same order as rine.training.fit: seed, sample the data, build the decoders.
@@ -88,8 +92,7 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
         data = task.setup(cfg.seed)
         check_splits(data)
         datas.append(data)
-        mlps += [build(cfg.model.decoder, input_shape=tuple(s.shape[1:]), n_classes=data.n_classes)
-                 for s in data.train.sources]
+        mlps += [MLP(input_shape=tuple(s.shape[1:]), n_classes=data.n_classes, **decoder) for s in data.train.sources]
     runs, n = len(cfgs), len(datas[0].train.sources)
     if any(len(d.train.sources) != n or len(d.train) != len(datas[0].train) or len(d.heldout) != len(datas[0].heldout)
            for d in datas):
@@ -98,6 +101,7 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
     n_classes = torch.tensor([d.n_classes for d in datas])
     k = int(n_classes.max())
     class_mask = torch.where(torch.arange(k) < n_classes[:, None], 0.0, float("-inf"))[:, None, None, :]
+    masked = bool((n_classes < k).any())  # no padded class: no mask to add at every step
     width = max(s[0].numel() for d in datas for s in d.train.sources)
     x_train, x_val = _stack_sources(datas, "train", width), _stack_sources(datas, "heldout", width)
     y_train = torch.stack([d.train.y for d in datas])
@@ -123,14 +127,28 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
     # Read once: a config lookup costs more than a small step's arithmetic.
     normalize, pairs, smoothing = first.distance.normalize, first.distance.pairs, float(first.distance.smoothing)
 
+    # Without smoothing, D is the mean total variation times a per-run constant (½ L1 scaled
+    # by its normalization): TV follows from D without a second pass over the pairs.
+    tv_per_distance = None
+    if smoothing == 0:
+        tv_per_distance = {"tv": torch.ones(runs), "none": torch.full((runs,), 0.5),
+                           "classes": n_classes.float() / 2}.get(normalize)
+
     def evaluate(x, y):
-        """x [R, n, b, width], y [R, b] -> per-run CE [R, n], D [R], TV [R], correct [R, n], per-sample CE [R, n, b]."""
+        """x [R·n, b, width], y [R, b] -> per-run CE [R, n], D [R], TV [R], correct [R, n], per-sample CE [R, n, b]."""
         b = y.shape[1]
-        logits = net(x.reshape(runs * n, b, width)).view(runs, n, b, k) + class_mask
+        logits = net(x).view(runs, n, b, k)
+        if masked:
+            logits = logits + class_mask
         ce_samples = -logits.log_softmax(-1).gather(-1, y[:, None, :, None].expand(runs, n, b, 1)).squeeze(-1)
+        # (exp of the log_softmax would save a kernel, but its rounding differs from softmax's
+        # and 30 epochs of SGD amplify that to ~0.005 bits: kept as the one-run engine computes it)
         probs = logits.softmax(-1)
         distance = prediction_distance(probs, normalize, pairs, smoothing, n_classes)
-        tv = disagreement_tv(probs.detach(), pairs)
+        if tv_per_distance is not None:
+            tv = distance.detach() * tv_per_distance
+        else:
+            tv = disagreement_tv(probs.detach(), pairs)
         correct = (logits.argmax(-1) == y[:, None]).sum(-1)
         return ce_samples.mean(-1), distance, tv, correct, ce_samples
 
@@ -144,24 +162,33 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
         betas = torch.tensor(beta_values)
         lr = optimizer.param_groups[0]["lr"]
         order = torch.stack([epoch_order(c.seed, epoch, n_train) for c in cfgs])
+        # The epoch's samples in batch order, gathered once: each step's batch is then a view.
+        x_epoch = x_train[every_run, :, order].transpose(1, 2).reshape(runs * n, n_train, width)
+        y_epoch = y_train[every_run, order]
         net.train()
-        sums = torch.zeros(runs, 2 * n + 3, dtype=torch.float64)
-        seen = 0
+        steps, sizes = [], []
         for start in starts:
-            idx = order[:, start : start + batch_size]
-            x = x_train[every_run, :, idx].permute(0, 2, 1, 3)  # [R, n, b, width]
-            ce, distance, tv, correct, _ = evaluate(x, y_train[every_run, idx])
+            y = y_epoch[:, start : start + batch_size]
+            ce, distance, tv, correct, _ = evaluate(x_epoch[:, start : start + batch_size], y)
             loss = ce.mean(1) + betas * distance  # [R]; runs share no parameter, so summing is exact
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
             optimizer.step()
-            b = idx.shape[1]
-            seen += b
-            sums += torch.cat([ce.detach() * b, distance.detach()[:, None] * b, tv[:, None] * b, correct,
-                               loss.detach()[:, None] * b], 1)
+            # Kept as tensors and summed once after the epoch: no per-step arithmetic or sync.
+            steps.append((ce.detach(), distance.detach(), tv, correct, loss.detach()))
+            sizes.append(y.shape[1])
         for group in optimizer.param_groups:
             group["lr"] *= first.model.lr_decay
-        train = sums / seen  # means over the epoch's samples; column layout: CE_i, D, TV, correct_i, loss
+        weights = torch.tensor(sizes, dtype=torch.float64)
+
+        def total(column: list[torch.Tensor], weighted: bool = True) -> torch.Tensor:
+            stacked = torch.stack(column).double()  # [steps, R(, n)]
+            return (stacked * weights.view(-1, *[1] * (stacked.dim() - 1))).sum(0) if weighted else stacked.sum(0)
+
+        ce_sum, distance_sum, tv_sum, correct_sum, loss_sum = zip(*steps)
+        # Means over the epoch's samples; column layout: CE_i, D, TV, correct_i, loss.
+        train = torch.cat([total(ce_sum), total(distance_sum)[:, None], total(tv_sum)[:, None],
+                           total(correct_sum, weighted=False), total(loss_sum)[:, None]], 1) / weights.sum()
         if not torch.isfinite(train[:, -1]).all():
             bad = [c.seed for c, ok in zip(cfgs, torch.isfinite(train[:, -1])) if not ok]
             raise RineError(f"training loss became NaN/inf in epoch {epoch} (seeds {bad}); lower the learning rate or beta")
@@ -170,7 +197,7 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
             net.recalibrate(x_train.reshape(runs * n, n_train, width))
         net.eval()
         with torch.no_grad():
-            ce, distance, tv, correct, ce_samples = evaluate(x_val, y_val)
+            ce, distance, tv, correct, ce_samples = evaluate(x_val.reshape(runs * n, -1, width), y_val)
         ce_samples = ce_samples.double()  # [R, n, N]
         second_moments = torch.cat([(ce_samples.mean(1) ** 2).mean(-1)[:, None], (ce_samples**2).mean(-1)], 1)
         onehot = F.one_hot(y_val, k).double()  # [R, N, K]

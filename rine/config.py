@@ -108,7 +108,8 @@ def _flatten_keys(node, prefix: str = "") -> list[str]:
 @functools.lru_cache(maxsize=16)
 def known_settings(choices: tuple[str, ...] = ()) -> tuple[str, ...]:
     """Every key of the composed default config (with these group choices), dotted: 'beta', 'task.name', ..."""
-    cfg = OmegaConf.to_container(compose_config(list(choices)), resolve=False)
+    # (Looked up only for an error message: a valid run never composes this second config.)
+    cfg = _default_config() if not choices else OmegaConf.to_container(compose_config(list(choices)), resolve=False)
     groups = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
     return tuple(_flatten_keys(cfg)) + tuple(groups)
 
@@ -205,10 +206,9 @@ def _check_known_keys(cfg: DictConfig) -> None:
     arguments of that object (trainer and logger keys are checked by Lightning when built).
     """
     base = _default_config()
-    known = known_settings()
     for key in cfg:
         if key not in base and key != "hydra":  # a sweep job's config carries Hydra's node
-            raise RineError(f"unknown setting {key!r}{closest_settings(str(key), known)}; nothing reads it")
+            raise RineError(f"unknown setting {key!r}{closest_settings(str(key), known_settings())}; nothing reads it")
     # Shortcuts that fill in a task's setting: set for a task that does not take them, they
     # would be ignored silently (`pmf_file=my.csv` without task=pmf would train RDNXOR).
     task_text = json.dumps(OmegaConf.to_container(cfg.task, resolve=False))
@@ -222,7 +222,7 @@ def _check_known_keys(cfg: DictConfig) -> None:
         for key in cfg[section]:
             if key not in base[section]:
                 name = f"{section}.{key}"
-                raise RineError(f"unknown setting {name!r}{closest_settings(name, known)}; nothing reads it")
+                raise RineError(f"unknown setting {name!r}{closest_settings(name, known_settings())}; nothing reads it")
     for section, node in (("task", cfg.task), ("model.decoder", cfg.model.decoder), ("model.optimizer", cfg.model.optimizer)):
         target = node.get("_target_")
         if not target:

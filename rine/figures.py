@@ -99,6 +99,9 @@ def curves_figure(history, results: dict, warn_above: float | None = None, last_
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
+        # An explicit y keeps the title where matplotlib would put it (no ticks above the axes)
+        # but skips its automatic placement, which measures every axis: ~40% of a figure's cost.
+        ax.set_title(ax.get_title(), y=1.0)
     beta = results.get("beta")
     head = f"{results.get('task', '')}  β = {beta:g}" if isinstance(beta, (int, float)) else str(results.get("task", ""))
     if results.get("seed") is not None:

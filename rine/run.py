@@ -29,13 +29,23 @@ from rine.rundir import (DECODERS_CHECKPOINT, GROUP_CHECKPOINT, Attempt, RunReco
                          write_metrics_csv)
 
 
-def check(cfg: DictConfig, run_dir: str | Path) -> Attempt:
+def check(cfg: DictConfig, run_dir: str | Path, tasks: dict | None = None) -> Attempt:
     """Everything that can be checked before a run writes anything: the settings, the task's
-    inputs (built here), and what run_dir already holds of this config and data.
+    inputs (built here, or taken from `tasks`, the tasks already built by their resolved
+    config), and what run_dir already holds of this config and data.
     Raises RineError for bad settings or task inputs (e.g. a pmf file).
     """
     validate_config(cfg)
-    attempt = previous_attempt(cfg, run_dir, build(cfg.task))
+    if tasks is None:
+        task = build(cfg.task)
+    else:
+        # A sweep's runs share a few tasks: each is built (its files read, its references
+        # looked up) once. A task's data comes from task.setup(seed), so sharing is safe.
+        key = OmegaConf.to_yaml(cfg.task, resolve=True)
+        if key not in tasks:
+            tasks[key] = build(cfg.task)
+        task = tasks[key]
+    attempt = previous_attempt(cfg, run_dir, task)
     if cfg.mode == "pid":
         # mode=pid trains several models in one folder: a killed one starts afresh.
         attempt.resume_from = None
@@ -122,7 +132,7 @@ def _train_group_and_finish(members: list[tuple[int, DictConfig, object, RunReco
     """
     from rine.batched import train_group
     from rine.tracking import log_completed_run
-    from rine.training import outcome_of
+    from rine.outcome import outcome_of
 
     checkpoint = members[0][3].run_dir / GROUP_CHECKPOINT
     identity = [[str(record.run_dir), OmegaConf.to_yaml(cfg)] for _, cfg, _, record in members]
@@ -178,7 +188,8 @@ def run_many(
     """
     # Every config is checked, and every task's inputs read, before any run writes a file:
     # a bad one stops the sweep clean.
-    attempts = [check(cfg, run_dir) for cfg, run_dir in zip(cfgs, run_dirs)]
+    tasks: dict = {}
+    attempts = [check(cfg, run_dir, tasks) for cfg, run_dir in zip(cfgs, run_dirs)]
     return _run_checked(cfgs, run_dirs, attempts, workers, on_result)
 
 

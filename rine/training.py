@@ -1,11 +1,10 @@
-"""Training one estimate: build the decoders, the objective and the trainer from a config,
-fit, and turn the per-epoch history into the figures results.json reports, with the checks
-that say when a figure cannot be trusted (the agreement constraint, the physical bounds).
+"""Training one estimate on Lightning's engine: build the decoders, the objective and the
+trainer from a config, fit, and turn the per-epoch history into the figures results.json
+reports (rine.outcome, shared with the batched engine).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -19,6 +18,7 @@ from rine.data import TaskData, TensorBatches, check_splits, seed_all
 from rine.errors import RineError
 from rine.estimator import BetaSchedule, RedundancyEstimator
 from rine.files import save_torch_atomic
+from rine.outcome import outcome_of
 from rine.rundir import CHECKPOINT, write_metrics_csv
 from rine.tracking import finish_wandb, is_wandb, wandb_logger
 
@@ -31,112 +31,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         save_torch_atomic(path, checkpoint)
-
-
-def summarize(history: list[dict[str, float]], last_epochs: int, n_sources: int) -> dict:
-    """The reported figures: the mean of the last `last_epochs` held-out epochs, and the final epoch."""
-    tail = history[-last_epochs:]
-
-    def mean(key: str) -> float | None:
-        values = [h[key] for h in tail if h.get(key) is not None]
-        return sum(values) / len(values) if values else None
-
-    sources = [f"x{i + 1}" for i in range(n_sources)]
-    final = history[-1]
-    per_class_keys = sorted((k for k in final if k.startswith("val/redundancy_bits_class")),
-                            key=lambda k: int(k.rpartition("class")[2]))
-    per_class = [mean(k) for k in per_class_keys]
-    return {
-        # null, never NaN, for a class absent from the held-out split
-        "per_class_redundancy_bits": [v if v is not None and math.isfinite(v) else None for v in per_class],
-        "redundancy_bits": mean("val/redundancy_bits"),
-        "redundancy_bits_final": final["val/redundancy_bits"],
-        "redundancy_se_bits": mean("val/redundancy_se_bits"),
-        "usable_info_bits": [mean(f"val/usable_info_bits_{s}") for s in sources],
-        "usable_info_bits_final": [final[f"val/usable_info_bits_{s}"] for s in sources],
-        "usable_info_se_bits": [mean(f"val/usable_info_se_bits_{s}") for s in sources],
-        "disagreement_tv": mean("val/disagreement_tv"),
-        "disagreement_tv_final": final["val/disagreement_tv"],
-        "disagreement_tv_train": mean("train/disagreement_tv"),
-        "beta_final": final["beta"],
-        "accuracy": [mean(f"val/acc_{s}") for s in sources],
-        "reduction": f"mean of the last {len(tail)} epochs of the held-out curve",
-        "curve": {
-            "redundancy_bits": [h["val/redundancy_bits"] for h in history],
-            "disagreement_tv": [h["val/disagreement_tv"] for h in history],
-            "beta": [h["beta"] for h in history],
-        },
-    }
-
-
-def constraint_check(summary: dict, cfg: DictConfig) -> dict:
-    """Whether the decoders agree enough for I∩ to be a redundancy (the constraint D = 0).
-
-    The test is on the held-out mean total variation between the decoders' predictions
-    (the same scale for any K, whatever the penalty's form). β = 0 has no agreement term:
-    the figure is then the decoders' mean usable information, and nothing is checked.
-    The warning's advice depends on why the decoders still disagree.
-    """
-    if cfg.beta == 0:
-        return {"constraint_met": None, "warning": None}
-    tv, threshold = summary["disagreement_tv"], cfg.distance.warn_above
-    if tv <= threshold:
-        return {"constraint_met": True, "warning": None}
-    problem = (f"the decoders still disagree (held-out mean total variation {tv:.3f} > "
-               f"distance.warn_above={threshold:g}), so I∩ is not yet a redundancy")
-    train_tv = summary.get("disagreement_tv_train")
-    if train_tv is not None and train_tv <= threshold:
-        advice = (f"they agree on the training split ({train_tv:.3f}) but not on held-out samples: "
-                  "use more samples or smaller decoders (model.decoder.hidden)")
-    elif cfg.beta_schedule != "constrained":
-        advice = ("use the default objective=constrained, which raises β until they agree (it needs an adaptive "
-                  "optimizer such as the default model=mlp), or raise beta (with SGD moderately: it diverges at large β)")
-    elif summary["beta_final"] >= cfg.beta * cfg.constraint.max_factor * (1 - cfg.gamma**summary["epochs"]) * 0.999:
-        advice = (f"β reached its cap ({summary['beta_final']:.3g}): raise constraint.max_factor or beta, "
-                  "and trainer.max_epochs")
-    else:
-        advice = "train longer (trainer.max_epochs) so that the constrained schedule can raise β further"
-    return {"constraint_met": False, "warning": f"{problem}; {advice}"}
-
-
-def bounds_check(outcome: dict, cfg: DictConfig) -> dict:
-    """Flag an estimate outside what is physically possible (paper eq. 8 quantities, bits).
-
-    For the true quantities I(Xi;Y) >= 0, I∩ >= 0 and I∩ <= min_i I(Xi;Y); held-out estimates
-    may cross these by sampling noise, so each is checked with the tolerance
-    max(report.bounds_tolerance_bits, 3 standard errors of its held-out mean). With β > 0 the
-    agreeing decoders' own usable information bounds I∩ too; with a known distribution, the
-    exact I(Xi;Y) do. Returns {"valid": bool, "invalid_reasons": [str, ...]}.
-    """
-    floor = cfg.report.bounds_tolerance_bits
-
-    def tolerance(se) -> float:
-        return max(floor, 3 * se) if se is not None else floor
-
-    reasons = []
-    redundancy, se = outcome["redundancy_bits"], outcome.get("redundancy_se_bits")
-    usable = outcome["usable_info_bits"]
-    usable_se = outcome.get("usable_info_se_bits") or [None] * len(usable)
-    for i, (u, u_se) in enumerate(zip(usable, usable_se)):
-        if u < -tolerance(u_se):
-            reasons.append(f"usable information of x{i + 1} is {u:.3g} bits, below 0 by more than {tolerance(u_se):.3g}")
-    if redundancy < -tolerance(se):
-        reasons.append(f"I∩ = {redundancy:.3g} bits is below 0 by more than {tolerance(se):.3g}")
-    bounds = []
-    if cfg.beta > 0 and outcome.get("constraint_met"):
-        # Agreeing decoders predict alike, so their CEs agree too; a gap means I∩ is not a redundancy.
-        bounds.append(("the least of the decoders' own usable information", min(usable)))
-    mi_sources = (outcome.get("reference") or {}).get("mi_sources")
-    if mi_sources:
-        bounds.append(("min_i I(Xi;Y) of the distribution", min(mi_sources)))
-        for i, (u, mi, u_se) in enumerate(zip(usable, mi_sources, usable_se)):
-            if u > mi + tolerance(u_se):
-                reasons.append(f"usable information of x{i + 1} ({u:.3g} bits) exceeds the exact "
-                               f"I(X{i + 1};Y) = {mi:.3g} by more than {tolerance(u_se):.3g}")
-    for name, bound in bounds:
-        if redundancy > bound + tolerance(se):
-            reasons.append(f"I∩ = {redundancy:.3g} bits exceeds {name} ({bound:.3g}) by more than {tolerance(se):.3g}")
-    return {"valid": not reasons, "invalid_reasons": reasons}
 
 
 def _build_loggers(cfg: DictConfig, run_dir: Path) -> list:
@@ -245,27 +139,3 @@ def fit(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None) -
     finally:
         _finish_loggers(loggers, outcome)
     return outcome
-
-
-def outcome_of(history: list[dict], data, cfg: DictConfig) -> dict:
-    """What results.json reports of a finished training, from its per-epoch history."""
-    n_sources = len(data.train.sources) if data.views is None else len(data.views.shapes)
-    summary = summarize(history, cfg.report.last_epochs, n_sources)
-    outcome = {
-        **summary,
-        "h_y_bits": data.h_y_bits,
-        "h_y_basis": data.h_y_basis,
-        "reference": data.reference,
-        "n_sources": n_sources,
-        "n_classes": data.n_classes,
-        "class_names": data.class_names,
-        "source_names": data.source_names or [f"x{i + 1}" for i in range(n_sources)],
-        "n_train": len(data.train),
-        "n_heldout": len(data.heldout),
-        "epochs": len(history),
-    }
-    outcome.update(constraint_check(outcome, cfg))
-    outcome.update(bounds_check(outcome, cfg))
-    return outcome
-
-

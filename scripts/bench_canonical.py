@@ -2,10 +2,12 @@
 
     python scripts/bench_canonical.py [--seeds N] [--jobs J] [--batched-only | --one-by-one] [override ...]
 
-First each task's runs (every beta and seed) train as one batched computation
-(rine.run.run_many), then the same runs one by one through rine.run.run, the code
-train.py calls, and the ratio of the two wall times is printed. --batched-only and
---one-by-one time one of the two. Prints each estimate
+First the whole grid trains through rine.run.run_many (what `python train.py -m` /
+`experiment=table6` runs: runs that can share a computation train as one), timed end to end
+from this process's start; then one default `python train.py` run in a fresh process (cold:
+imports included), and the ratio of the two; then the same runs one by one through
+rine.run.run, the code train.py calls, and that ratio. --batched-only and --one-by-one time
+one path (--batched-only still times the train.py run). Prints each estimate
 beside the exact value and the wall seconds. Runs go to outputs/bench/<time>/. Each
 worker process uses one thread: the MLPs are far too small for intra-op parallelism to
 pay, so the cores are better spent on separate tasks or runs.
@@ -17,7 +19,9 @@ START = time.perf_counter()  # total wall time includes imports and process star
 
 import argparse  # noqa: E402
 import os  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from datetime import datetime  # noqa: E402
 from multiprocessing import get_context  # noqa: E402
@@ -47,6 +51,40 @@ def train_one(args: tuple[str, int, int, list[str], str]) -> dict:
 
     cfg = compose_config([f"task={task}", f"beta={beta}", f"seed={seed}", *PAPER_SETTING, *overrides])
     return run(cfg, Path(out_dir) / f"{task}_beta{beta}_seed{seed}")
+
+
+def grid_configs(points: list[tuple[int, int]], overrides: list[str]) -> list:
+    """The grid's configs, composed once per task and copied per (β, seed): a Hydra compose
+    costs ~0.3 s, which 60 of them would spend before any training. Checked against a full
+    compose of one point, so the copies are the configs train.py would see."""
+    from rine.config import compose_config
+
+    cfgs = []
+    for task in TASKS:
+        base = compose_config([f"task={task}", *PAPER_SETTING, *overrides])
+        for beta, seed in points:
+            cfg = base.copy()
+            cfg.beta, cfg.seed = beta, seed
+            cfgs.append(cfg)
+    task, (beta, seed) = TASKS[-1], points[-1]
+    assert cfgs[-1] == compose_config([f"task={task}", f"beta={beta}", f"seed={seed}", *PAPER_SETTING, *overrides])
+    return cfgs
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (the workers, train.py). On a shared
+    machine wall times grow with the others' load; CPU seconds much less so."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def time_train_py() -> tuple[float, float]:
+    """Wall and CPU seconds of one default `python train.py` run in a fresh process (imports included)."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        start, cpu = time.perf_counter(), cpu_seconds()
+        subprocess.run([sys.executable, str(ROOT / "train.py"), "task=rdnxor", f"hydra.run.dir={run_dir}"],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - start, cpu_seconds() - cpu
 
 
 def in_pool(function, jobs: list, workers: int) -> list:
@@ -82,15 +120,21 @@ def main() -> None:
     timings = {}
     if not args.one_by_one:
         start = time.perf_counter()
-        from rine.config import compose_config
         from rine.run import run_many
 
         grid = [(t, b, s) for t in TASKS for b, s in points]
-        cfgs = [compose_config([f"task={t}", f"beta={b}", f"seed={s}", *PAPER_SETTING, *args.overrides])
-                for t, b, s in grid]
-        results = run_many(cfgs, [out_dir / "batched" / f"{t}_beta{b}_seed{s}" for t, b, s in grid], workers=args.jobs)
-        timings["batched (one computation per task)"] = time.perf_counter() - start
+        results = run_many(grid_configs(points, args.overrides),
+                           [out_dir / "batched" / f"{t}_beta{b}_seed{s}" for t, b, s in grid], workers=args.jobs)
+        timings["batched (rine.run.run_many)"] = time.perf_counter() - start
+        end_to_end, grid_cpu = time.perf_counter() - START, cpu_seconds()
+        load = os.getloadavg()[0]
         print_table(results)
+        one_run, one_run_cpu = time_train_py()
+        print(f"\nthe grid, end to end (process start to the last results.json): {end_to_end:.1f} s wall, "
+              f"{grid_cpu:.1f} s CPU, for {n_runs} runs (load average {load:.1f})")
+        print(f"one default `python train.py task=rdnxor`, cold: {one_run:.1f} s wall, {one_run_cpu:.1f} s CPU "
+              f"(load average {os.getloadavg()[0]:.1f})")
+        print(f"grid / one run: {end_to_end / one_run:.1f}x wall, {grid_cpu / one_run_cpu:.1f}x CPU")
     if not args.batched_only:
         start = time.perf_counter()
         grid = [(t, b, s, args.overrides, str(out_dir / "one_by_one")) for t in TASKS for b, s in points]

@@ -8,7 +8,7 @@ from torch import nn
 
 from rine.estimator import BetaSchedule, RedundancyEstimator
 from rine.objective import ConstraintControl, prediction_distance, scheduled_beta
-from rine.training import summarize
+from rine.outcome import summarize
 
 
 def test_distance_two_sources_by_hand():
