@@ -117,5 +117,11 @@ class SweepProgress:
         from rine.console import duration
 
         self.done += 1
-        left = (self.clock() - self.start) / self.done * (self.total - self.done)
-        return f"[{self.done}/{self.total}, ETA {duration(left)}] " if self.done < self.total else f"[{self.done}/{self.total}] "
+        if self.done == 1:
+            # The first result carries the start-up (imports, data, a whole batched group):
+            # the rate is measured from it on.
+            self.first = self.clock()
+        if self.done == 1 or self.done == self.total:
+            return f"[{self.done}/{self.total}] "
+        left = (self.clock() - self.first) / (self.done - 1) * (self.total - self.done)
+        return f"[{self.done}/{self.total}, ETA {duration(left)}] "
