@@ -16,7 +16,8 @@ embedded in R^d (task=embedded), and RDNXOR shown as MNIST digits (task=mnist_em
 Truth: the pmf's accepted redundancy (results.json reference.true_redundancy: an interval
 for AND); |error| is the distance to it. The embedded sources carry the pmf's information
 only while the noise leaves the symbols separable (truth_exact; else the pmf's value is an
-upper bound), the MNIST ones up to the digit recognition error (digit_accuracy).
+upper bound, and loss_bound is Fano's bound on what a source can lose), the MNIST ones up to
+the digit recognition error (digit_accuracy, and its Fano bound in loss_bound).
 
 All RINE runs go through rine.run.run_many in one call: per (d, n), the tasks x seeds x β
 train as one batched computation; the MNIST runs (CNN decoders) train one by one. Run
@@ -60,7 +61,7 @@ QUICK = {"tasks": ["rdnxor", MNIST], "dims": [16, 256], "ns": [10000], "mnist_ns
 QUICK_MNIST_EPOCHS = 8  # --quick keeps the CNN runs small: about a minute on one core
 ESTIMATORS = ("RINE", "MMI (RINE β=0)", "CVX (k-means + BROJA)", "GC-MMI (hoi)")
 COLUMNS = ["task", "d", "n", "truth", "estimator", "mean", "std", "abs_error", "seconds_per_estimate",
-           "n_seeds", "truth_low", "truth_high", "truth_exact", "digit_accuracy", "note"]
+           "n_seeds", "truth_low", "truth_high", "truth_exact", "loss_bound", "digit_accuracy", "note"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -194,16 +195,18 @@ def collect(points: list[dict], results: list[dict], owners: list[tuple[int, str
         point = points[i]
         truths.setdefault(i, truth_of(result))
         seconds = result.get("wall_seconds", math.nan) / max(1, result.get("batched_with") or 1)
+        # rine's own check (results.json `valid`) is kept beside the number, not hidden: the value is
+        # what the estimator gives, and the note says rine flagged it (e.g. β = 0 decoders overfitting).
+        note = "flagged invalid by rine" if result.get("valid") is False else ""
         if kind == "rine":
-            value = result.get("redundancy_bits")
-            note = "" if result.get("constraint_met") is not False else "constraint not met"
-            if result.get("valid") is False:
-                note, value = "invalid estimate", math.nan
-            rows.append({"i": i, "estimator": ESTIMATORS[0], "value": value, "seconds": seconds, "note": note})
+            if result.get("constraint_met") is False:
+                note = "; ".join(filter(None, [note, "constraint not met"]))
+            rows.append({"i": i, "estimator": ESTIMATORS[0], "value": result.get("redundancy_bits"),
+                         "seconds": seconds, "note": note})
         else:
             usable = result.get("usable_info_bits") or []
             rows.append({"i": i, "estimator": ESTIMATORS[1], "value": min(usable) if usable else math.nan,
-                         "seconds": seconds, "note": ""})
+                         "seconds": seconds, "note": note})
     for i, estimates in others.items():
         for e in estimates:
             rows.append({"i": i, "estimator": e["estimator"], "value": e["value"], "seconds": e["seconds"],
@@ -234,7 +237,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
             "abs_error": distance_to(mean, low, high), "seconds_per_estimate": group["seconds"].mean(),
             "n_seeds": len(values), "truth_low": low, "truth_high": high,
             "truth_exact": None if exact is None or (isinstance(exact, float) and math.isnan(exact)) else bool(exact),
-            "digit_accuracy": group["digit_accuracy"].iloc[0],
+            "loss_bound": group["loss_bound"].iloc[0], "digit_accuracy": group["digit_accuracy"].iloc[0],
             "note": "; ".join(sorted({s for s in group["note"] if s})),
         })
     table = pd.DataFrame(rows, columns=COLUMNS)
@@ -255,7 +258,7 @@ def markdown(table: pd.DataFrame) -> str:
     head = ["task", "d", "n", "truth (bits)", "estimator", "mean", "std", "|error|", "s / estimate", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table.itertuples():
-        truth = r.truth + ("" if r.truth_exact is not False else " (upper bound)")
+        truth = r.truth + ("" if r.truth_exact is not False else f" (upper bound; Fano: ≤ {r.loss_bound:.2f} lost)")
         if isinstance(r.digit_accuracy, float) and math.isfinite(r.digit_accuracy):
             truth += f", digit acc. {r.digit_accuracy:.3f}"
         lines.append("| " + " | ".join([r.task, str(r.d), str(r.n), truth, r.estimator, cell(r.mean), cell(r.std),
