@@ -45,6 +45,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -282,9 +283,12 @@ def draw(table: pd.DataFrame):
             if len(line):
                 ax.plot(line.index, line.values, marker="o", label=estimator)
         ax.set_xscale("log")
+        ticks = sorted(chosen[x].unique())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.set_xlabel(x)
         ax.set_ylabel("|estimate − truth| (bits)")
-        ax.set_title(f"{fixed} = {value}, mean over tasks")
+        ax.set_title(f"{fixed} = {value}, mean over the embedded tasks", fontsize=10)
         ax.axhline(0.05, color="grey", lw=0.8, ls="--")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
