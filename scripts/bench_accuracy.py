@@ -142,7 +142,8 @@ def other_estimates(point: dict, cfg, out: Path) -> list[dict]:
 
     rows, data = [], None
     # What each estimator's result depends on besides the samples: a change re-estimates.
-    settings = {ESTIMATORS[2]: [baselines.K_CANDIDATES, baselines.SILHOUETTE_SAMPLES, baselines.CVX_MAX_CLUSTERS],
+    settings = {ESTIMATORS[2]: [baselines.K_CANDIDATES, baselines.SILHOUETTE_SAMPLES, baselines.CVX_MAX_CLUSTERS,
+                                baselines.BROJA_SOLVERS],
                 ESTIMATORS[3]: []}
     (out / "estimates").mkdir(parents=True, exist_ok=True)
     for estimator, fn in ((ESTIMATORS[2], kmeans_broja), (ESTIMATORS[3], gaussian_copula_mmi)):

@@ -111,3 +111,19 @@ def test_without_hoi_the_gaussian_copula_estimate_is_skipped_saying_why(monkeypa
     assert rows["GC-MMI (hoi)"]["note"].startswith("skipped: the hoi package is not usable")
     assert math.isfinite(rows["CVX (k-means + BROJA)"]["value"])  # the other estimator still runs
     assert [p.name.split("_")[4] for p in (tmp_path / "estimates").glob("*.json")] == ["CVX"]  # the skip is not cached
+
+
+def test_an_out_of_range_broja_from_dits_default_solver_is_solved_again(monkeypatch):
+    import dit.pid
+
+    original = dit.pid.PID_BROJA
+
+    class FailingDefault:  # dit's SLSQP once gave -0.18 bits on an empirical AND pmf
+        def __init__(self, *args, method="auto", **kwargs):
+            self.pid = None if method == "auto" else original(*args, method=method, **kwargs)
+
+        def get_red(self, node):
+            return -0.18 if self.pid is None else self.pid.get_red(node)
+
+    monkeypatch.setattr(dit.pid, "PID_BROJA", FailingDefault)
+    assert broja_bits(load_pmf("and")) == pytest.approx(0.311, abs=0.002)
