@@ -153,3 +153,15 @@ def test_a_sweep_trains_batched(tmp_path):
     assert [r["batched_with"] for r in results] == [2, 2] and [r["status"] for r in results] == ["complete"] * 2
     assert results[0]["reference"]["embedding"] == results[1]["reference"]["embedding"]
     assert results[0]["redundancy_bits"] != results[1]["redundancy_bits"] and results[0]["redundancy_bits"] > 0.5
+
+
+def test_embedded_runs_of_different_pmfs_batch_together_but_not_of_different_dims():
+    from rine.batched import batch_key
+    from rine.config import build
+
+    def key(*overrides):
+        cfg = compose_config(["task=embedded", *overrides])
+        return batch_key(cfg, build(cfg.task))
+
+    assert key("task.pmf=rdnxor", "task.dim=8") == key("task.pmf=unq", "task.dim=8", "seed=2", "beta=0")
+    assert key("task.pmf=rdnxor", "task.dim=8") != key("task.pmf=rdnxor", "task.dim=16")

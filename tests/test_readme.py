@@ -57,6 +57,7 @@ TINY_WHERE = [
 TINY_SCRIPTS = {
     "scripts/bench_canonical.py": ["--seeds", "1", *TINY_TRAIN],
     "scripts/trust_cases.py": ["--seeds", "1", *TINY_TRAIN],
+    "scripts/bench_accuracy.py": ["--tasks", "rdnxor", "--dims", "16", "--ns", "300", "--epochs", "1"],
     "scripts/bench_cifar.py": ["--batches", "1", "--warmup", "1", "model.batch_size=16", "model.eval_batch_size=16"],
 }
 

@@ -111,6 +111,12 @@ class EmbeddedTask:
         self.points = symbol_points([len(s) for s in self.discrete.pmf.source_symbols], dim, embed_seed)
         self.embedding = self._describe()
 
+    @property
+    def pmf(self):
+        """The pmf of the symbols (rine.pmf.JointPmf): runs of different pmfs with the same number
+        of sources batch together on it (rine.batched.batch_key), as task=pmf's do."""
+        return self.discrete.pmf
+
     def _describe(self) -> dict:
         found = separability(self.points, self.noise)
         exact = all(b <= EXACT_BELOW for b in found["symbol_error_bound"])

@@ -11,6 +11,8 @@ beside the estimate, how well a SmallCNN recognises the digits (`digit_recogniti
 from __future__ import annotations
 
 import functools
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 
 from rine.data import TaskData
 from rine.errors import RineError
+from rine.files import write_json_atomic
 from rine.info import marginal
 from rine.models import SmallCNN
 from rine.tasks.discrete import DiscreteTask
@@ -69,14 +72,45 @@ def _normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     return (images.float() / 255.0 - mean) / std
 
 
+def _recognition_cache() -> tuple[Path, str]:
+    """The on-disk cache of digit_recognition (beside dit's reference cache) and this recipe's key."""
+    from rine.references import user_cache_path
+
+    recipe = {**CLASSIFIER, "heldout_per_digit": HELDOUT_PER_DIGIT, "pool_seed": POOL_SEED, "torch": torch.__version__}
+    return user_cache_path().parent / "digit_recognition.json", json.dumps(recipe, sort_keys=True)
+
+
 @functools.lru_cache(maxsize=1)
 def digit_recognition() -> dict:
     """A SmallCNN (the decoders' family) trained on the training pool, scored on the held-out pool.
 
     {"heldout_accuracy", "per_digit_accuracy" (10), "classifier", "note"}. Trained once per
-    process (about 20 s on one core), on its own seeded RNG: the caller's random state, and so
-    the run's initialisation, is the same whether or not this was cached.
+    process (about 20 s on one core; minutes on a busy one) and then cached on disk
+    ($RINE_CACHE_DIR, default ~/.cache/rine, keyed by the recipe and torch's version), on its
+    own seeded RNG: the caller's random state, and so the run's initialisation, is the same
+    whether or not this was cached.
     """
+    path, key = _recognition_cache()
+    try:
+        cached = json.loads(path.read_text()).get(key)
+    except (OSError, ValueError):
+        cached = None
+    if cached is not None:
+        return cached
+    found = _train_digit_classifier()
+    try:
+        stored = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        stored = {}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, {**stored, key: found})
+    except OSError:
+        pass  # a read-only cache folder costs the training next time, nothing else
+    return found
+
+
+def _train_digit_classifier() -> dict:
     images, labels = load_mnist()
     train, heldout = mnist_pools()
     (mean,), (std,) = channel_stats(images[train])
