@@ -97,7 +97,10 @@ def bounds_check(outcome: dict, cfg: DictConfig) -> dict:
     usable_se = outcome.get("usable_info_se_bits") or [None] * len(usable)
     for i, (u, u_se) in enumerate(zip(usable, usable_se)):
         if u < -tolerance(u_se):
-            reasons.append(f"usable information of x{i + 1} is {u:.3g} bits, below 0 by more than {tolerance(u_se):.3g}")
+            reasons.append(f"usable information of x{i + 1} is {u:.3g} bits, below 0 by more than {tolerance(u_se):.3g} "
+                           "(its decoder overfits the training split: train fewer epochs (trainer.max_epochs), a "
+                           "smaller decoder (model.decoder.hidden) or with weight decay "
+                           "(model.optimizer.weight_decay), or give more samples)")
     if redundancy < -tolerance(se):
         reasons.append(f"I∩ = {redundancy:.3g} bits is below 0 by more than {tolerance(se):.3g}")
     bounds = []
