@@ -98,9 +98,8 @@ def bounds_check(outcome: dict, cfg: DictConfig) -> dict:
     for i, (u, u_se) in enumerate(zip(usable, usable_se)):
         if u < -tolerance(u_se):
             reasons.append(f"usable information of x{i + 1} is {u:.3g} bits, below 0 by more than {tolerance(u_se):.3g} "
-                           "(its decoder overfits the training split: train fewer epochs (trainer.max_epochs), a "
-                           "smaller decoder (model.decoder.hidden) or with weight decay "
-                           "(model.optimizer.weight_decay), or give more samples)")
+                           "(its decoder memorises the training split, typically on high-dimensional sources at "
+                           "beta=0: give more samples or train fewer epochs (trainer.max_epochs))")
     if redundancy < -tolerance(se):
         reasons.append(f"I∩ = {redundancy:.3g} bits is below 0 by more than {tolerance(se):.3g}")
     bounds = []
