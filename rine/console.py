@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
+from typing import NoReturn
 
 
 def quiet_framework_output() -> None:
@@ -102,3 +104,9 @@ def duration(seconds: float) -> str:
     if seconds < 6000:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def fail(message: str) -> NoReturn:
+    """The command-line contract for bad input: `error: <message>` on stderr, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)

@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 from rine.config import build, compose_config  # noqa: E402
 from rine.data import TensorBatches  # noqa: E402
-from rine.console import quiet_framework_output  # noqa: E402
+from rine.console import fail, quiet_framework_output  # noqa: E402
 from rine.tasks.images import image_task_data  # noqa: E402
 from rine.training import build_estimator  # noqa: E402
 
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. width=32 model.batch_size=256")
     args = parser.parse_args()
     if args.warmup < 1 or args.batches < 1:
-        sys.exit("error: --warmup and --batches must be at least 1")
+        fail("--warmup and --batches must be at least 1")
     quiet_framework_output()
     task = {"crop": "cifar_crop", "channels": "cifar_channels", "freq": "cifar_freq"}[args.view]
     cfg = compose_config([f"task={task}", *args.overrides])

@@ -30,6 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from rine.console import fail  # noqa: E402
 from rine.errors import RineError  # noqa: E402
 from rine.files import check_out_dir, save_figure_atomic  # noqa: E402
 from rine.results import (DISAGREE_MARK, USABLE_LABEL, describe_settings, disagreeing,  # noqa: E402
@@ -176,28 +177,28 @@ def main() -> None:
         out = check_out_dir(args.out)
         runs, problems = load_results(runs_dir)
     except RineError as error:
-        sys.exit(f"error: {error}; {hint}")
+        fail(f"{error}; {hint}")
     runs, copies = drop_duplicates(runs)
     for run_dir, reason in problems + copies:
         print(f"  left out: {run_dir}: {reason}")
     if runs.empty:
-        sys.exit(f"error: no usable runs under {runs_dir}; {hint}")
+        fail(f"no usable runs under {runs_dir}; {hint}")
 
     if args.panel == "left":
         runs = runs[runs["width"].notna()] if "width" in runs else runs.iloc[0:0]
         tasks = sorted(runs["task"].unique()) if len(runs) else []
         if not tasks:
-            sys.exit(f"error: no crop runs (with a width) under {runs_dir}; {hint}")
+            fail(f"no crop runs (with a width) under {runs_dir}; {hint}")
         task = args.task or tasks[0]
         if task not in tasks:
-            sys.exit(f"error: no runs of task {task} under {runs_dir}; found: {', '.join(tasks)}")
+            fail(f"no runs of task {task} under {runs_dir}; found: {', '.join(tasks)}")
         if args.task is None and len(tasks) > 1:
             print(f"several tasks under {runs_dir} ({', '.join(tasks)}); plotting {task} (choose with --task)")
         fig, lines = draw_left(runs[runs["task"] == task], task)
     else:
         runs = runs[runs["per_class_redundancy_bits"].notna()] if "per_class_redundancy_bits" in runs else runs.iloc[0:0]
         if runs.empty:
-            sys.exit(f"error: no runs with per-class results under {runs_dir}; {hint}")
+            fail(f"no runs with per-class results under {runs_dir}; {hint}")
         fig, lines = draw_right(runs)
     print("\n".join(lines))
     written = save_figure_atomic(fig, out / experiment)

@@ -26,6 +26,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from rine.console import fail  # noqa: E402
 from rine.errors import RineError  # noqa: E402
 from rine.files import check_out_dir, save_figure_atomic  # noqa: E402
 from rine.results import (USABLE_LABEL, describe_settings, disagreeing, disagreement_flag,  # noqa: E402
@@ -78,15 +79,15 @@ def main() -> None:
         out = check_out_dir(args.out)
         runs, problems = load_results(args.runs)
     except RineError as error:
-        sys.exit(f"error: {error}; {hint}")
+        fail(f"{error}; {hint}")
     for run_dir, reason in problems:
         print(f"  left out: {run_dir}: {reason}")
     if runs.empty:
-        sys.exit(f"error: no usable runs under {args.runs}; {hint}")
+        fail(f"no usable runs under {args.runs}; {hint}")
     tasks = sorted(runs["task"].unique())
     task = args.task or tasks[0]
     if task not in tasks:
-        sys.exit(f"error: no runs of task {task} under {args.runs}; found: {', '.join(tasks)}")
+        fail(f"no runs of task {task} under {args.runs}; found: {', '.join(tasks)}")
     if args.task is None and len(tasks) > 1:
         print(f"several tasks under {args.runs} ({', '.join(tasks)}); plotting {task} (choose with --task)")
     runs, copies = drop_duplicates(runs[runs["task"] == task])
@@ -96,7 +97,7 @@ def main() -> None:
         curves = load_curves(list(runs["run_dir"]))
         key, column, what = disagreement_of(runs, curves)
     except (OSError, RineError) as error:
-        sys.exit(f"error: {error}")
+        fail(f"{error}")
     windows = {n for n in (last_epochs(run) for run in runs.to_dict("records")) if n}
     n_last = min(windows) if len(windows) == 1 else None
     reduction = f"mean of the last {n_last} epochs" if n_last else "each run's reported figure"

@@ -104,7 +104,7 @@ def test_right_panel_colour_scale_runs_from_zero_to_the_label_entropy(tmp_path, 
 def test_without_runs_it_says_what_to_run(tmp_path, script):
     for panel in ("left", "right"):
         proc = plot(script, panel, "--runs", str(tmp_path), "--out", str(tmp_path / "o"))
-        assert proc.returncode != 0
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1  # the bad-input contract
         assert f"python train.py experiment=figure1_{panel}" in proc.stderr
 
 

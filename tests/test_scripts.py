@@ -297,7 +297,7 @@ def test_figure3_falls_back_to_the_distance_term(tmp_path, script):
 
 def test_figure3_script_without_runs_says_what_to_run(tmp_path, script):
     proc = script("scripts/plot_figure3.py", "--runs", str(tmp_path), "--out", str(tmp_path / "o"))
-    assert proc.returncode != 0
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1  # the bad-input contract
     assert "python train.py experiment=figure3" in proc.stderr
     assert not (tmp_path / "o").exists()
 
