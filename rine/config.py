@@ -170,7 +170,7 @@ def check_overrides(argv: list[str]) -> None:
             choices.append(f"{key}={values[0]}")
         first_job.append(override.input_line if not override.is_sweep_override() else f"{key}={_quoted(values[0])}")
     try:
-        compose_config(first_job)
+        composed = compose_config(first_job)
     except HydraException as error:
         missing = re.search(r"Could not (?:override|delete|append to) '([^']+)'", str(error))
         if missing:
@@ -178,6 +178,16 @@ def check_overrides(argv: list[str]) -> None:
             raise RineError(f"unknown setting {name!r}{closest_settings(name, known_settings(tuple(choices)))}; "
                             "list them with: python train.py --cfg job") from None
         raise RineError(f"the arguments do not compose into a config: {str(error).splitlines()[0]}") from None
+    # Shortcuts that fill in a task's setting, given on the command line for a task that does not
+    # read them, would be ignored silently (`pmf_file=my.csv` without task=pmf trains RDNXOR).
+    # (An experiment file may set width for a sweep over views of which only crops read it.)
+    given = {override.key_or_group for override in parsed}
+    task_text = json.dumps(OmegaConf.to_container(composed.task, resolve=False))
+    for key, takers in (("width", "the image tasks (digits_crop, mnist_crop, cifar_crop, ...)"),
+                        ("pmf_file", "task=pmf"), ("data_file", "task=arrays")):
+        if key in given and composed.get(key) is not None and "${" + key + "}" not in task_text:
+            raise RineError(f"{key}= is read only by {takers}; task={composed.task.name} does not read it: "
+                            f"remove {key}= or choose such a task")
 
 
 def uses_ddp(cfg: DictConfig) -> bool:
@@ -209,15 +219,6 @@ def _check_known_keys(cfg: DictConfig) -> None:
     for key in cfg:
         if key not in base and key != "hydra":  # a sweep job's config carries Hydra's node
             raise RineError(f"unknown setting {key!r}{closest_settings(str(key), known_settings())}; nothing reads it")
-    # Shortcuts that fill in a task's setting: set for a task that does not take them, they
-    # would be ignored silently (`pmf_file=my.csv` without task=pmf would train RDNXOR).
-    task_text = json.dumps(OmegaConf.to_container(cfg.task, resolve=False))
-    for key in ("width", "pmf_file", "data_file"):
-        if cfg.get(key) is not None and "${" + key + "}" not in task_text:
-            takers = {"width": "the image tasks (digits_crop, mnist_crop, cifar_crop, ...)", "pmf_file": "task=pmf",
-                      "data_file": "task=arrays"}[key]
-            raise RineError(f"{key}= is read only by {takers}; task={cfg.task.name} does not read it: "
-                            f"remove {key}= or choose such a task")
     for section in ("distance", "constraint", "report"):
         for key in cfg[section]:
             if key not in base[section]:

@@ -15,7 +15,9 @@ import json
 import multiprocessing
 import os
 import queue
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +105,24 @@ def _dit_worker(pmf: JointPmf, names: list[str], results: multiprocessing.Queue)
             results.put((name, "error", f"{type(error).__name__}: {error}"))
 
 
+@contextmanager
+def _main_script_hidden():
+    """Start a spawned child without re-running the parent's main script: spawn imports it in
+    the child, so a user's script without an `if __name__ == "__main__":` guard would train
+    again there (and crash). The worker needs nothing from it."""
+    main = sys.modules.get("__main__")
+    saved = {key: getattr(main, key) for key in ("__file__", "__spec__") if hasattr(main, key)}
+    try:
+        if "__file__" in saved:
+            del main.__file__
+        if "__spec__" in saved:
+            main.__spec__ = None  # read by multiprocessing without a default
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(main, key, value)
+
+
 def compute_dit_measures(pmf: JointPmf, names: list[str], timeout_s: float,
                          budget_s: float | None = None) -> dict[str, dict]:
     """dit measures computed in a child process (memory-capped); each gets `timeout_s` seconds,
@@ -123,7 +143,8 @@ def compute_dit_measures(pmf: JointPmf, names: list[str], timeout_s: float,
         results = context.Queue()
         worker = context.Process(target=_dit_worker, args=(pmf, pending, results), daemon=True)
         start = time.perf_counter()
-        worker.start()
+        with _main_script_hidden():
+            worker.start()
         startup_s = 15.0  # the first wait also covers the child's start-up and dit's import
         try:
             while pending:

@@ -69,7 +69,7 @@ def test_bad_command_is_one_line_exit_2_and_writes_no_result(tmp_path, args, mes
     assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not list(tmp_path.rglob("results.json"))
-    assert not (tmp_path / "run").exists()  # not even the folder Hydra made before the check
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()  # not even Hydra's folders
 
 
 def test_valid_settings_compose_and_pass_the_same_checks():

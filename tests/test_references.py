@@ -89,3 +89,22 @@ def test_pmf_task_with_three_sources_trains_and_reports_references(tmp_path, tra
     assert reference["mi_sources"] == pytest.approx([1.0, 1.0, 1.0])
     assert "i_gh" in reference and reference["i_gh"] is None  # not computed with a zero budget
     assert results["pmf_file"] == str(path)
+
+
+@pytest.mark.slow  # a python process that trains and starts dit's child: ~20 s of CPU
+def test_a_script_without_a_main_guard_is_not_run_again_by_the_dit_child(tmp_path):
+    # dit's measures run in a spawned child; spawn re-imports the parent's main script, which
+    # in a notebook-style script (no `if __name__ == "__main__":`) would train again and crash.
+    from conftest import run_python
+
+    script = tmp_path / "analysis.py"
+    script.write_text(
+        "import pandas as pd, rine\n"
+        "print('TOP LEVEL RAN')\n"
+        "table = pd.DataFrame({'x1': [0, 0, 1, 1, 0], 'x2': [0, 1, 0, 1, 1], 'y': [0, 1, 1, 2, 0], 'p': [0.2] * 5})\n"
+        "result = rine.estimate_pmf(table, seeds=1, epochs=1, overrides=['report.last_epochs=1'])\n"
+        "print(sorted(result.results[0]['reference']['dit_status'].items()))\n")
+    proc = run_python(str(script), env={"RINE_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("TOP LEVEL RAN") == 1 and "Traceback" not in proc.stderr
+    assert "('i_broja', 'ok'), ('i_gh', 'not requested'), ('i_min', 'ok'), ('i_mmi', 'ok')" in proc.stdout

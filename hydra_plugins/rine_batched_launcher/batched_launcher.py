@@ -12,6 +12,7 @@ Hydra finds this module because train.py's folder, on sys.path, holds `hydra_plu
 from __future__ import annotations
 
 import logging
+import shutil
 import os
 import sys
 from collections.abc import Sequence
@@ -67,6 +68,10 @@ class BatchedLauncher(Launcher):
                     raise RineError("trainer=ddp trains one run on several devices; start each point without -m")
         except RineError as error:
             print(f"error: {error}", file=sys.stderr)
+            # Hydra's sweeper has written multirun.yaml already: a refused sweep leaves no folder.
+            sweep_dir = Path(str(self.config.hydra.sweep.dir))
+            if sweep_dir.is_dir() and {p.name for p in sweep_dir.iterdir()} <= {"multirun.yaml"}:
+                shutil.rmtree(sweep_dir, ignore_errors=True)
             sys.exit(2)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         results_folder_is("hydra.sweep.dir", str(self.config.hydra.sweep.dir))
