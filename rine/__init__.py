@@ -11,7 +11,8 @@ The API lives in rine.api; it is imported on first use so `import rine` stays li
 """
 
 _API = ("estimate_redundancy", "estimate_pmf", "decompose", "decompose_pmf", "load_runs", "Estimate",
-        "RedundancyResult", "Decomposition", "DisagreementWarning", "InvalidEstimateWarning", "NegativeAtomWarning")
+        "RedundancyResult", "Decomposition", "DisagreementWarning", "InvalidEstimateWarning", "NegativeAtomWarning",
+        "NotConvergedWarning")
 __all__ = list(_API)
 
 

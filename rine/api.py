@@ -38,6 +38,10 @@ class InvalidEstimateWarning(UserWarning):
     """An estimate lies outside what is physically possible (e.g. below 0 bits): do not use it."""
 
 
+class NotConvergedWarning(UserWarning):
+    """The held-out I∩ was still rising when training stopped: the estimate is low."""
+
+
 class NegativeAtomWarning(UserWarning):
     """A PID atom is negative beyond its noise: see README "What the redundancy means"."""
 
@@ -195,7 +199,6 @@ def _train_seeds(mode: str, make_writer: Callable[[], DataWriter], beta: float, 
 
     seeds = _checked_arguments(seeds, epochs, level, run_dir, overrides)
     overrides = list(overrides)
-    check_overrides(overrides)  # a typo is named, with the closest settings
     write_data = make_writer()  # checks the data, in the caller's terms
     quiet_framework_output()
     keep = run_dir is not None
@@ -203,6 +206,7 @@ def _train_seeds(mode: str, make_writer: Callable[[], DataWriter], beta: float, 
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         task_overrides, settings, data_file = write_data(root)
+        check_overrides([*task_overrides, *overrides])  # a typo is named, with the closest settings of this task
         base = [f"mode={mode}", *task_overrides, f"beta={beta}", *([f"trainer.max_epochs={epochs}"] if epochs else [])]
         cfgs = []
         for seed in seeds:
@@ -221,12 +225,13 @@ def _train_seeds(mode: str, make_writer: Callable[[], DataWriter], beta: float, 
                              r"['task.holdout_fraction=...'] sets it)", message)
             raise RineError(message) from None
     run_dirs = [r["run_dir"] for r in all_results] if keep else None
-    for category, flagged in ((InvalidEstimateWarning, lambda r: r.get("valid") is False),
-                              (DisagreementWarning, lambda r: r.get("constraint_met") is False)):
+    for category, flagged, say in (
+            (InvalidEstimateWarning, lambda r: r.get("valid") is False, lambda r: "; ".join(r.get("invalid_reasons") or [])),
+            (DisagreementWarning, lambda r: r.get("constraint_met") is False, lambda r: r["warning"]),
+            (NotConvergedWarning, lambda r: r.get("converged") is False, lambda r: r["convergence_warning"])):
         bad = [(s, r) for s, r in zip(seeds, all_results) if flagged(r)]
         if bad:
-            first = bad[0][1]
-            message = "; ".join(first.get("invalid_reasons") or []) if category is InvalidEstimateWarning else first["warning"]
+            message = say(bad[0][1])
             warnings.warn(f"seed(s) {', '.join(str(s) for s, _ in bad)}: {message}", category, stacklevel=4)
     return seeds, all_results, run_dirs
 

@@ -138,6 +138,29 @@ def outcome_of(history: list[dict], data, cfg: DictConfig) -> dict:
     }
     outcome.update(constraint_check(outcome, cfg))
     outcome.update(bounds_check(outcome, cfg))
+    outcome.update(convergence_check(history))
     return outcome
+
+
+CONVERGENCE_RISE_BITS = 0.01
+
+
+def convergence_check(history: list[dict]) -> dict:
+    """Whether the held-out I∩ had stopped rising: the mean of the last 3 epochs against the
+    mean of 3 epochs two thirds in. A rise above 0.01 bits means training stopped short (too few
+    steps: small data, a fixed β, a low lr) and the figure is low by at least that much.
+    Returns {"converged": bool | None (under 9 epochs: not judged), "convergence_warning": str | None}."""
+    curve = [row["val/redundancy_bits"] for row in history]
+    if len(curve) < 9:
+        return {"converged": None, "convergence_warning": None}
+    middle = int(2 * len(curve) / 3)
+    rise = sum(curve[-3:]) / 3 - sum(curve[middle - 1: middle + 2]) / 3
+    if rise <= CONVERGENCE_RISE_BITS:
+        return {"converged": True, "convergence_warning": None}
+    steps = history[-1].get("step")
+    return {"converged": False, "convergence_warning": (
+        f"the held-out I∩ was still rising ({rise:+.3f} bits over the last third of training"
+        f"{f', {steps} steps in all' if steps else ''}), so the estimate is low: train longer "
+        "(trainer.max_epochs; small data gives few steps per epoch)")}
 
 

@@ -272,6 +272,8 @@ def run_warnings(results: dict) -> list[str]:
         found.append("INVALID ESTIMATE, do not use it: " + "; ".join(results.get("invalid_reasons") or []))
     if results.get("warning"):
         found.append(results["warning"])
+    if results.get("convergence_warning"):
+        found.append(results["convergence_warning"])
     found += (results.get("pid") or {}).get("warnings") or []
     return found
 

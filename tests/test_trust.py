@@ -212,3 +212,48 @@ def test_an_edited_data_file_is_trained_again_not_reused(tmp_path):
     np.savez(data, x1=rng.normal(size=200), x2=rng.normal(size=200), y=y)
     assert not run(cfg, tmp_path / "arrays").get("skipped")
     assert run(cfg, tmp_path / "arrays").get("skipped") is True
+
+
+def test_integer_coded_symbols_are_one_hot_encoded_and_reach_the_entropy():
+    # A scalar code 0..15 copied into both sources: the redundancy is H(Y) = 4 bits. An MLP
+    # on the scalar code reached 2.0 bits (valid, no warning); one-hot it reaches the entropy.
+    import rine
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 16, 2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = rine.estimate_redundancy([y.copy(), y.copy()], y, seeds=1)
+        scalar = rine.estimate_redundancy([y.copy(), y.copy()], y, seeds=1, overrides=["task.categorical=false"])
+    h_y = result.results[0]["h_y_bits"]
+    assert abs(result.redundancy.mean - h_y) < 0.1
+    assert scalar.redundancy.mean < h_y - 1  # the failure one-hot encoding avoids
+
+
+def test_training_stopped_while_the_estimate_still_rises_is_flagged():
+    # 400 samples of a bit copied into both sources: 3 steps an epoch, 90 in all; the held-out
+    # I∩ is still climbing towards 1 bit at 0.93, which must not read as a plain figure.
+    import rine
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    x = y[:, None].astype(float)
+    with pytest.warns(rine.NotConvergedWarning, match="still rising"):
+        short = rine.estimate_redundancy([x, x.copy()], y, seeds=1)
+    assert short.results[0]["converged"] is False and short.redundancy.mean < 0.95
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", rine.NotConvergedWarning)
+        longer = rine.estimate_redundancy([x, x.copy()], y, seeds=1, epochs=300)
+    assert longer.results[0]["converged"] is True and longer.redundancy.mean > short.redundancy.mean
+
+
+def test_convergence_check_compares_the_last_third_of_the_curve():
+    from rine.outcome import convergence_check
+
+    def history(curve):
+        return [{"val/redundancy_bits": v, "step": i + 1} for i, v in enumerate(curve)]
+
+    assert convergence_check(history([0.5] * 8))["converged"] is None  # too short to judge
+    assert convergence_check(history([1.0] * 20 + [0.99, 1.01] * 5))["converged"] is True
+    rising = convergence_check(history([0.8 + 0.005 * i for i in range(30)]))
+    assert rising["converged"] is False and "+0.040 bits" in rising["convergence_warning"]  # epoch 28 against epoch 20

@@ -254,11 +254,32 @@ def stratified_split(classes: np.ndarray, holdout_fraction: float, seed: int) ->
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(heldout))
 
 
+MAX_AUTO_CATEGORIES = 256
+
+
+def is_categorical(raw: np.ndarray, categorical: str | bool) -> bool:
+    """Whether a source is one symbol per sample to one-hot encode: `true` every one-column
+    source, `auto` one column of integers (or booleans) with 3 to 256 distinct values, `false`
+    none. An MLP reads a scalar code 0..K-1 as a number and needs many steps to carve it into K
+    cells (K = 16 copies of Y gave 2.0 of 4 bits); one-hot, every symbol is one direction."""
+    if categorical is False or not (raw.ndim == 1 or (raw.ndim == 2 and raw.shape[1] == 1)):
+        return False
+    if categorical is True:
+        return True
+    return raw.dtype.kind in "biu" and 3 <= len(np.unique(raw)) <= MAX_AUTO_CATEGORIES
+
+
+def one_hot(x: np.ndarray) -> np.ndarray:
+    """[N, 1] symbols -> [N, K] one-hot over the K distinct values (the source's alphabet)."""
+    _, codes = np.unique(x.reshape(-1), return_inverse=True)
+    return np.eye(codes.max() + 1)[codes]
+
+
 class ArraysTask:
     """Sources and integer labels from a file; standardised with the training split's statistics."""
 
     def __init__(self, data_file: str | None, name: str = "arrays", holdout_fraction: float = 0.2,
-                 standardize: bool = True, source_names: list[str] | None = None):
+                 standardize: bool = True, source_names: list[str] | None = None, categorical: str | bool = "auto"):
         if not data_file:
             raise RineError("task=arrays needs data: add data_file=path/to/data.npz (arrays x1, x2, ..., y) or a .csv")
         if not 0 < holdout_fraction < 1:
@@ -268,8 +289,12 @@ class ArraysTask:
         self.source_files = [Path(data_file).expanduser()]  # hashed: a complete run is reused only for the same data
         self.holdout_fraction = holdout_fraction
         self.standardize = standardize
+        if categorical not in ("auto", True, False):
+            raise RineError(f"task.categorical={categorical} is invalid; choose auto, true or false")
         sources, y = load_arrays(data_file)
         self.sources, self.classes, self.labels = check_arrays(sources, y, where=str(data_file))
+        self.categorical = [is_categorical(np.asarray(raw), categorical) for raw in sources]
+        self.sources = [one_hot(x) if cat else x for x, cat in zip(self.sources, self.categorical)]
         self.source_names = check_source_names(source_names, len(self.sources), "task.source_names")
         n_heldout = sum(heldout_count(int(n), holdout_fraction) for n in np.bincount(self.classes))
         check_heldout_size(len(self.classes), n_heldout, holdout_fraction, str(data_file))
