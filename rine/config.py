@@ -182,6 +182,8 @@ def check_overrides(argv: list[str]) -> None:
     # read them, would be ignored silently (`pmf_file=my.csv` without task=pmf trains RDNXOR).
     # (An experiment file may set width for a sweep over views of which only crops read it.)
     given = {override.key_or_group for override in parsed}
+    if "experiment" in given:
+        return  # an experiment file picks its tasks in its sweep, which this first job does not see
     task_text = json.dumps(OmegaConf.to_container(composed.task, resolve=False))
     for key, takers in (("width", "the image tasks (digits_crop, mnist_crop, cifar_crop, ...)"),
                         ("pmf_file", "task=pmf"), ("data_file", "task=arrays")):

@@ -75,7 +75,8 @@ def test_bad_command_is_one_line_exit_2_and_writes_no_result(tmp_path, args, mes
 def test_valid_settings_compose_and_pass_the_same_checks():
     from rine.config import check_overrides, validate_config
 
-    check_overrides(["beta=5", "+trainer.limit_train_batches=2", "pmf_file='/tmp/a=b.csv'", "-m", "seed=0,1"])
+    check_overrides(["beta=5", "+trainer.limit_train_batches=2", "task=pmf", "pmf_file='/tmp/a=b.csv'", "-m", "seed=0,1"])
+    check_overrides(["experiment=digits_crop_sweep", "width=2,4"])  # the experiment's sweep picks the task
     validate_config(compose_config(["model.decoder.hidden=[]", "model.threads=null", "seed=4294967295"]))
 
 
