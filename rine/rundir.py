@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -178,6 +179,12 @@ def previous_attempt(cfg: DictConfig, run_dir: str | Path, task) -> Attempt:
     except OSError:
         same_config = False
     if not same_config or recorded.get("data_sha256") != data_fingerprint(task):
+        if recorded is not None and recorded.get("status") in ("interrupted", "complete"):
+            # Reusing a folder is allowed (a config or data edited on purpose), but never silently.
+            what = "settings" if not same_config else "data"
+            print(f"note: {run_dir} held a {recorded.get('status')} run of other {what} "
+                  f"(task={recorded.get('task')}, beta={recorded.get('beta')}, seed={recorded.get('seed')}); "
+                  "it is replaced by this one", file=sys.stderr, flush=True)
         return Attempt(task)
     status = recorded.get("status")
     if status == "complete":
@@ -302,9 +309,16 @@ class RunRecord:
     def stopped(self, error: BaseException) -> dict:
         """Write why training stopped: interrupted (Ctrl-C, SIGTERM, a kill: resumable) or failed."""
         interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
+        if interrupted:
+            from rine.console import interrupted_by
+
+            signum = interrupted_by()
+            reason = f"interrupted by {signal.Signals(signum).name}" if signum else f"interrupted ({type(error).__name__})"
+        else:
+            reason = f"{type(error).__name__}: {error}"
         try:
             return self._write({"status": "interrupted" if interrupted else "failed",
-                                "error": f"{type(error).__name__}: {error}",
+                                "error": reason,
                                 "wall_seconds": time.perf_counter() - self.started})
         finally:
             self.release()

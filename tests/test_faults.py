@@ -264,3 +264,12 @@ def test_a_run_stopped_before_its_group_trains_is_saved_as_interrupted(tmp_path,
     with pytest.raises(KeyboardInterrupt):
         run_many(cfgs, [tmp_path / "a", tmp_path / "b"])
     assert [json.loads((tmp_path / d / "results.json").read_text())["status"] for d in "ab"] == ["interrupted"] * 2
+
+
+def test_a_folder_holding_a_run_of_other_settings_says_it_is_replaced(tmp_path, capsys):
+    first = ["task=and", "trainer.max_epochs=1", "report.last_epochs=1"]
+    run(compose_config(first), tmp_path)
+    capsys.readouterr()
+    again = run(compose_config(["task=unq", "trainer.max_epochs=1", "report.last_epochs=1"]), tmp_path)
+    assert again["task"] == "unq" and again["status"] == "complete"
+    assert f"note: {tmp_path} held a complete run of other settings (task=and, beta=15, seed=0)" in capsys.readouterr().err

@@ -129,4 +129,6 @@ class SweepProgress:
         if self.done == 1 or self.done == self.total:
             return f"[{self.done}/{self.total}] "
         left = (self.clock() - self.first) / (self.done - 1) * (self.total - self.done)
+        if left < 1:  # runs of one batched group arrive together: no estimate yet
+            return f"[{self.done}/{self.total}] "
         return f"[{self.done}/{self.total}, ETA {duration(left)}] "
