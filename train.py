@@ -19,6 +19,7 @@ from rine.errors import RineError
 def main(cfg: DictConfig) -> float:
     from rine.config import uses_ddp  # late: fast --help
     from rine.console import quiet_framework_output, results_folder_is
+    from rine.files import remove_folder_holding_only
     from rine.run import is_ddp_follower, print_report, run
 
     quiet_framework_output()
@@ -34,23 +35,12 @@ def main(cfg: DictConfig) -> float:
         results = run(cfg, hydra_cfg.runtime.output_dir)
     except RineError as error:
         print(f"error: {error}", file=sys.stderr)
-        discard_unused_folder(hydra_cfg.runtime.output_dir)
+        remove_folder_holding_only(hydra_cfg.runtime.output_dir, {".hydra", "train.log"})  # bad input: no trace
         sys.exit(2)
     if is_ddp_follower():
         return results["redundancy_bits"]  # rank 0 reports
     print_report(results)
     return results["redundancy_bits"]
-
-
-def discard_unused_folder(folder: str) -> None:
-    """Remove the run folder Hydra made for a command refused before it wrote anything
-    (only .hydra/ and train.log in it): bad input leaves no trace."""
-    import shutil
-    from pathlib import Path
-
-    path = Path(folder)
-    if path.is_dir() and {p.name for p in path.iterdir()} <= {".hydra", "train.log"}:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def interrupted(signum: int) -> None:

@@ -193,3 +193,14 @@ def check_out_dir(out: str | Path) -> Path:
     if out.exists() and not out.is_dir():
         raise RineError(f"--out {out} is a file; give a folder for the outputs")
     return out
+
+
+def remove_folder_holding_only(folder: str | Path, names: set[str]) -> None:
+    """Remove `folder` if everything in it is named in `names` (what Hydra writes before our
+    checks run: .hydra/, train.log, multirun.yaml), so that refused bad input leaves no trace;
+    a folder holding anything else is left alone."""
+    import shutil
+
+    path = Path(folder)
+    if path.is_dir() and {p.name for p in path.iterdir()} <= names:
+        shutil.rmtree(path, ignore_errors=True)

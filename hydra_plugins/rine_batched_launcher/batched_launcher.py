@@ -12,7 +12,6 @@ Hydra finds this module because train.py's folder, on sys.path, holds `hydra_plu
 from __future__ import annotations
 
 import logging
-import shutil
 import os
 import sys
 from collections.abc import Sequence
@@ -54,6 +53,7 @@ class BatchedLauncher(Launcher):
         from rine.config import uses_ddp, validate_config
         from rine.console import quiet_framework_output, results_folder_is
         from rine.errors import RineError
+        from rine.files import remove_folder_holding_only
         from rine.run import print_report, run_many
 
         setup_globals()
@@ -69,9 +69,7 @@ class BatchedLauncher(Launcher):
         except RineError as error:
             print(f"error: {error}", file=sys.stderr)
             # Hydra's sweeper has written multirun.yaml already: a refused sweep leaves no folder.
-            sweep_dir = Path(str(self.config.hydra.sweep.dir))
-            if sweep_dir.is_dir() and {p.name for p in sweep_dir.iterdir()} <= {"multirun.yaml"}:
-                shutil.rmtree(sweep_dir, ignore_errors=True)
+            remove_folder_holding_only(str(self.config.hydra.sweep.dir), {"multirun.yaml"})
             sys.exit(2)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         results_folder_is("hydra.sweep.dir", str(self.config.hydra.sweep.dir))

@@ -271,8 +271,9 @@ def is_categorical(raw: np.ndarray, categorical: str | bool) -> bool:
 
 def one_hot(x: np.ndarray) -> np.ndarray:
     """[N, 1] symbols -> [N, K] one-hot over the K distinct values (the source's alphabet)."""
-    _, codes = np.unique(x.reshape(-1), return_inverse=True)
-    return np.eye(codes.max() + 1)[codes]
+    from sklearn.preprocessing import OneHotEncoder
+
+    return OneHotEncoder(sparse_output=False).fit_transform(x.reshape(-1, 1))
 
 
 class ArraysTask:
