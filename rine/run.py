@@ -302,6 +302,9 @@ def format_summary(results: dict) -> str:
         line = f"{results['task']}  {width}{beta}  I∩ = {results['redundancy_bits']:.2f} bits"
         if results.get("valid") is False:
             line += " (INVALID: see warning)"
+        elif results["redundancy_bits"] < -0.005 and results.get("redundancy_se_bits") is not None:
+            # Negative information is impossible: say that this one is within its noise.
+            line += f" (below 0 within its noise: SE {results['redundancy_se_bits']:.2f})"
         truth = reference.get("true_redundancy")
         if truth:
             low, high = truth

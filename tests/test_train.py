@@ -94,6 +94,10 @@ def test_summary_line_names_task_estimate_truth_and_folder():
     bounds = format_summary({"task": "mine", "beta": 15, "redundancy_bits": 0.1, "run_dir": "d",
                              "reference": {"true_redundancy": None, "i_wedge": 0.0, "min_mi_sources": 0.3113}})
     assert "(I∧ 0.00, MMI 0.31)" in bounds
+    # A negative figure within its tolerance is valid, but never printed as a plain number.
+    noisy = format_summary({"task": "and", "beta": 15, "redundancy_bits": -0.14, "redundancy_se_bits": 0.07,
+                            "valid": True, "run_dir": "d"})
+    assert "I∩ = -0.14 bits (below 0 within its noise: SE 0.07)" in noisy
     # β = 0 asks no agreement: the mean usable information, against the exact mean I(Xi;Y).
     usable = format_summary({"task": "unq", "beta": 0, "redundancy_bits": 0.998, "run_dir": "d",
                              "reference": {"true_redundancy": [0.0, 0.0], "mi_sources": [1.0, 1.0]}})
