@@ -40,6 +40,13 @@ def main(cfg: DictConfig) -> float:
     if is_ddp_follower():
         return results["redundancy_bits"]  # rank 0 reports
     print_report(results)
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        # Complete and reported: a signal from here on (while Python shuts down) must not turn
+        # the finished run into an interrupted exit status.
+        import signal
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_IGN)
     return results["redundancy_bits"]
 
 

@@ -204,3 +204,6 @@ def remove_folder_holding_only(folder: str | Path, names: set[str]) -> None:
     path = Path(folder)
     if path.is_dir() and {p.name for p in path.iterdir()} <= names:
         shutil.rmtree(path, ignore_errors=True)
+        # The default folders sit in a folder per day (outputs/runs/<date>/): left empty, it goes too.
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", path.parent.name) and not any(path.parent.iterdir()):
+            path.parent.rmdir()

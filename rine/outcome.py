@@ -98,8 +98,8 @@ def bounds_check(outcome: dict, cfg: DictConfig) -> dict:
     for i, (u, u_se) in enumerate(zip(usable, usable_se)):
         if u < -tolerance(u_se):
             reasons.append(f"usable information of x{i + 1} is {u:.3g} bits, below 0 by more than {tolerance(u_se):.3g} "
-                           "(its decoder memorises the training split, typically on high-dimensional sources at "
-                           "beta=0: give more samples or train fewer epochs (trainer.max_epochs))")
+                           "(its decoder memorises the training split, e.g. on high-dimensional sources or few "
+                           "samples, most at beta=0: give more samples or train fewer epochs (trainer.max_epochs))")
     if redundancy < -tolerance(se):
         reasons.append(f"I∩ = {redundancy:.3g} bits is below 0 by more than {tolerance(se):.3g}")
     bounds = []
@@ -159,7 +159,7 @@ def convergence_check(history: list[dict]) -> dict:
         return {"converged": True, "convergence_warning": None}
     steps = history[-1].get("step")
     return {"converged": False, "convergence_warning": (
-        f"the held-out I∩ was still rising ({rise:+.3f} bits over the last third of training"
+        f"the held-out figure was still rising ({rise:+.3f} bits over the last third of training"
         f"{f', {steps} steps in all' if steps else ''}), so the estimate is low: train longer "
         "(trainer.max_epochs; small data gives few steps per epoch)")}
 

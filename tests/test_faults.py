@@ -273,3 +273,18 @@ def test_a_folder_holding_a_run_of_other_settings_says_it_is_replaced(tmp_path, 
     again = run(compose_config(["task=unq", "trainer.max_epochs=1", "report.last_epochs=1"]), tmp_path)
     assert again["task"] == "unq" and again["status"] == "complete"
     assert f"note: {tmp_path} held a complete run of other settings (task=and, beta=15, seed=0)" in capsys.readouterr().err
+
+
+def test_a_refused_command_in_the_default_folders_leaves_no_empty_day_folder(tmp_path):
+    from rine.files import remove_folder_holding_only
+
+    run_dir = tmp_path / "runs" / "2026-11-30" / "01-02-03_unq_beta15_seed0"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / "train.log").write_text("")
+    remove_folder_holding_only(run_dir, {".hydra", "train.log"})
+    assert not (tmp_path / "runs" / "2026-11-30").exists() and (tmp_path / "runs").is_dir()
+    kept = tmp_path / "runs" / "2026-11-30" / "other"
+    (kept / "results.json").parent.mkdir(parents=True)
+    (kept / "results.json").write_text("{}")
+    remove_folder_holding_only(kept, {".hydra", "train.log"})  # holds a result: left alone
+    assert (kept / "results.json").is_file()

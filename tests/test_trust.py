@@ -257,3 +257,17 @@ def test_convergence_check_compares_the_last_third_of_the_curve():
     assert convergence_check(history([1.0] * 20 + [0.99, 1.01] * 5))["converged"] is True
     rising = convergence_check(history([0.8 + 0.005 * i for i in range(30)]))
     assert rising["converged"] is False and "+0.040 bits" in rising["convergence_warning"]  # epoch 28 against epoch 20
+
+
+def test_many_integer_symbols_read_as_a_number_are_named(tmp_path, capsys):
+    # 300 symbols are past auto one-hot: read as one number, a decoder finds little of their
+    # information (x1 determines y; 0.01 of 2 bits), so the run says how to declare them symbols.
+    from rine.tasks.arrays import ArraysTask
+
+    rng = np.random.default_rng(0)
+    x1 = rng.integers(0, 300, 3000)
+    np.savez(tmp_path / "d.npz", x1=x1, x2=x1 % 4, y=x1 % 4)
+    ArraysTask(str(tmp_path / "d.npz"))
+    assert "x1 is one column of 300 distinct integers, read as one number" in capsys.readouterr().err
+    ArraysTask(str(tmp_path / "d.npz"), categorical=True)  # declared: one-hot, nothing to say
+    assert capsys.readouterr().err == ""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -269,6 +270,11 @@ def is_categorical(raw: np.ndarray, categorical: str | bool) -> bool:
     return raw.dtype.kind in "biu" and 3 <= len(np.unique(raw)) <= MAX_AUTO_CATEGORIES
 
 
+def _many_integer_symbols(raw: np.ndarray) -> bool:
+    one_column = raw.ndim == 1 or (raw.ndim == 2 and raw.shape[1] == 1)
+    return one_column and raw.dtype.kind in "iu" and len(np.unique(raw)) > MAX_AUTO_CATEGORIES
+
+
 def one_hot(x: np.ndarray) -> np.ndarray:
     """[N, 1] symbols -> [N, K] one-hot over the K distinct values (the source's alphabet)."""
     from sklearn.preprocessing import OneHotEncoder
@@ -295,6 +301,11 @@ class ArraysTask:
         sources, y = load_arrays(data_file)
         self.sources, self.classes, self.labels = check_arrays(sources, y, where=str(data_file))
         self.categorical = [is_categorical(np.asarray(raw), categorical) for raw in sources]
+        for i, raw in enumerate(map(np.asarray, sources)):
+            if categorical == "auto" and not self.categorical[i] and _many_integer_symbols(raw):
+                print(f"warning: {data_file}: x{i + 1} is one column of {len(np.unique(raw))} distinct integers, read as "
+                      f"one number (auto one-hot stops at {MAX_AUTO_CATEGORIES}); if they are symbols, add "
+                      "task.categorical=true, or the decoder may find little of their information", file=sys.stderr)
         self.sources = [one_hot(x) if cat else x for x, cat in zip(self.sources, self.categorical)]
         self.source_names = check_source_names(source_names, len(self.sources), "task.source_names")
         n_heldout = sum(heldout_count(int(n), holdout_fraction) for n in np.bincount(self.classes))
