@@ -14,8 +14,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from rine.files import save_figure_atomic
 
 CURVES_FIGURE = "curves.png"
@@ -33,7 +31,7 @@ def _verdict(results: dict) -> str:
 
 
 def curves_figure(history, results: dict, warn_above: float | None = None, last_epochs: int | None = None):
-    """A run's curves as a matplotlib Figure (4 axes: I∩, usable information, disagreement, β_t).
+    """A run's curves as a new matplotlib Figure (4 axes: I∩, usable information, disagreement, β_t).
 
     history: the per-epoch rows (a list of dicts or a DataFrame with csv/metrics.csv's
     columns: epoch, beta, train/ and val/ redundancy_bits, usable_info_bits_x<i>,
@@ -42,19 +40,65 @@ def curves_figure(history, results: dict, warn_above: float | None = None, last_
     warned (distance.warn_above), drawn as a line; last_epochs: how many final epochs the
     reported figure averages (report.last_epochs), drawn over them.
     """
+    return _plot_run(_empty_figure(), history, results, warn_above, last_epochs)
+
+
+# One figure per process, redrawn for every run: creating a figure's ~80 ticks costs more
+# than drawing them, and a sweep draws one figure per run.
+_REUSABLE: dict[str, object] = {}
+
+
+def draw_curves(history, results: dict, path: str | Path, warn_above: float | None = None,
+                last_epochs: int | None = None) -> Path:
+    """curves_figure as a PNG at `path` (written atomically; ~0.1 s); returns its path."""
+    if "figure" not in _REUSABLE:
+        _REUSABLE["figure"] = _empty_figure()
+    fig = _plot_run(_REUSABLE["figure"], history, results, warn_above, last_epochs)
+    save_figure_atomic(fig, Path(path).with_suffix(""), suffixes=(".png",), dpi=90, bbox_inches=None)
+    return Path(path).with_suffix(".png")
+
+
+def _empty_figure():
+    """The four axes with everything that does not depend on the run."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, safe in worker processes
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    curves = pd.DataFrame(history)
-    epochs = curves["epoch"]
-    reference = results.get("reference") or {}
-    n = results.get("n_sources") or sum(c.startswith("val/usable_info_bits_x") for c in curves)
-    names = results.get("source_names") or [f"x{i + 1}" for i in range(n)]
 
     # Fixed margins: an automatic layout would triple the cost of a figure drawn for every run.
     fig = Figure(figsize=(12, 3.2))
     axes = fig.subplots(1, 4)
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.15, top=0.8, wspace=0.3)
+    axes[1].set_ylabel("bits (H(Y) − CE_i)")
+    axes[0].set_ylabel("bits")
+    axes[1].set_title("usable information", y=1.0)
+    axes[2].set_title("disagreement (mean TV)", y=1.0)
+    axes[3].set_title("β_t", y=1.0)
+    ax = axes[2]
+    ax.set_yscale("log")
+    # Ticks at 1, 2, 5 × 10^k written plainly: matplotlib's labelled minor ticks of a short decade overlap.
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def _plot_run(fig, history, results: dict, warn_above: float | None, last_epochs: int | None):
+    """Draw one run's curves on `fig` (from _empty_figure), replacing any run drawn there before."""
+    axes = fig.axes
+    for ax in axes:
+        for artist in [*ax.lines, *ax.patches, *ax.collections]:
+            artist.remove()
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+
+    curves = _columns(history)
+    epochs = curves["epoch"]
+    reference = results.get("reference") or {}
+    n = results.get("n_sources") or sum(c.startswith("val/usable_info_bits_x") for c in curves)
+    names = results.get("source_names") or [f"x{i + 1}" for i in range(n)]
+
     ax = axes[0]
     ax.plot(epochs, curves["val/redundancy_bits"], color="tab:blue", label="held-out")
     ax.plot(epochs, curves["train/redundancy_bits"], color="tab:blue", ls="--", lw=1, label="training")
@@ -64,9 +108,11 @@ def curves_figure(history, results: dict, warn_above: float | None = None, last_
         ax.axhspan(truth[0] - 0.005, truth[1] + 0.005, color="tab:green", alpha=0.25, label="true")
     reported = results.get("redundancy_bits")
     if reported is not None:
-        tail = epochs.iloc[-max(1, min(last_epochs or 1, len(curves))):]
-        ax.plot([tail.iloc[0], tail.iloc[-1]], [reported] * 2, color="black", lw=2, label=f"reported {reported:.3f}")
-    ax.set(title="redundancy I∩" if agreement_asked else "I∩ at β = 0 (mean usable info.)", ylabel="bits")
+        tail = epochs[-max(1, min(last_epochs or 1, len(epochs))):]
+        ax.plot([tail[0], tail[-1]], [reported] * 2, color="black", lw=2, label=f"reported {reported:.3f}")
+    # An explicit y keeps the title where matplotlib would put it (no ticks above the axes)
+    # but skips its automatic placement, which measures every axis: ~40% of a figure's cost.
+    ax.set_title("redundancy I∩" if agreement_asked else "I∩ at β = 0 (mean usable info.)", y=1.0)
     ax.legend(fontsize=7)
 
     ax = axes[1]
@@ -76,32 +122,20 @@ def curves_figure(history, results: dict, warn_above: float | None = None, last_
         if reference.get("mi_sources"):
             ax.axhline(reference["mi_sources"][i], color=color, ls=":", lw=1,
                        label="exact I(Xi;Y)" if i == len(names) - 1 else None)
-    ax.set(title="usable information", ylabel="bits (H(Y) − CE_i)")
     ax.legend(fontsize=7)
 
     ax = axes[2]
-    ax.plot(epochs, curves["val/disagreement_tv"].clip(lower=TV_FLOOR), color="tab:red", label="held-out")
-    ax.plot(epochs, curves["train/disagreement_tv"].clip(lower=TV_FLOOR), color="tab:red", ls="--", lw=1,
+    ax.plot(epochs, curves["val/disagreement_tv"].clip(min=TV_FLOOR), color="tab:red", label="held-out")
+    ax.plot(epochs, curves["train/disagreement_tv"].clip(min=TV_FLOOR), color="tab:red", ls="--", lw=1,
             label="training")
     if warn_above and agreement_asked:
         ax.axhline(warn_above, color="gray", ls=":", lw=1, label=f"warn above {warn_above:g}")
-    ax.set_yscale("log")
-    # Ticks at 1, 2, 5 × 10^k written plainly: matplotlib's labelled minor ticks of a short decade overlap.
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set(title="disagreement (mean TV)")
     ax.legend(fontsize=7)
 
-    ax = axes[3]
-    ax.plot(epochs, curves["beta"], color="tab:purple")
-    ax.set(title="β_t")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        # An explicit y keeps the title where matplotlib would put it (no ticks above the axes)
-        # but skips its automatic placement, which measures every axis: ~40% of a figure's cost.
-        ax.set_title(ax.get_title(), y=1.0)
+    axes[3].plot(epochs, curves["beta"], color="tab:purple")
+    for ax in axes:  # limits from this run's artists alone
+        ax.relim()
+        ax.autoscale_view()
     beta = results.get("beta")
     head = f"{results.get('task', '')}  β = {beta:g}" if isinstance(beta, (int, float)) else str(results.get("task", ""))
     if results.get("seed") is not None:
@@ -112,12 +146,14 @@ def curves_figure(history, results: dict, warn_above: float | None = None, last_
     return fig
 
 
-def draw_curves(history, results: dict, path: str | Path, warn_above: float | None = None,
-                last_epochs: int | None = None) -> Path:
-    """curves_figure as a PNG at `path` (written atomically; ~0.5 s); returns its path."""
-    save_figure_atomic(curves_figure(history, results, warn_above, last_epochs), Path(path).with_suffix(""),
-                       suffixes=(".png",), dpi=90, bbox_inches=None)
-    return Path(path).with_suffix(".png")
+def _columns(history) -> dict:
+    """{column: numpy array} of a history given as rows (dicts) or as a DataFrame."""
+    import numpy as np
+
+    if hasattr(history, "columns"):  # a DataFrame (read from csv/metrics.csv)
+        return {column: history[column].to_numpy() for column in history.columns}
+    keys = dict.fromkeys(key for row in history for key in row)
+    return {key: np.array([row.get(key, np.nan) for row in history], dtype=float) for key in keys}
 
 
 def _colors(n: int) -> list[str]:
@@ -136,6 +172,8 @@ def draw_run_curves(cfg, run_dir: str | Path, results: dict, history=None) -> Pa
     run_dir = Path(run_dir)
     try:
         if history is None:
+            import pandas as pd
+
             history = pd.read_csv(run_dir / METRICS_CSV)
         return draw_curves(history, results, run_dir / CURVES_FIGURE, cfg.distance.warn_above,
                            cfg.report.last_epochs)

@@ -107,7 +107,7 @@ def read_csv_table(path: Path, skip_comments: bool = False):
 def _replace_atomically(path: Path, write) -> None:
     """`write(tmp)` fills a temporary file beside `path`, which is then renamed over it."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: two writers never share one
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -124,6 +124,12 @@ def _finite_or_none(value):
     if isinstance(value, (list, tuple)):
         return [_finite_or_none(v) for v in value]
     return value
+
+
+def cache_dir() -> Path:
+    """Where rine keeps what it can recompute (reference values, the composed default config):
+    $RINE_CACHE_DIR, default ~/.cache/rine."""
+    return Path(os.environ.get("RINE_CACHE_DIR") or Path.home() / ".cache" / "rine")
 
 
 def write_json_atomic(path: str | Path, data: dict) -> None:

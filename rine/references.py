@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 import queue
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rine.files import write_json_atomic
+from rine.files import cache_dir, write_json_atomic
 from rine.pmf import JointPmf
 
 SHIPPED_CACHE = Path(__file__).parent / "reference_values.json"
@@ -45,8 +44,7 @@ MEMORY_CAP_BYTES = 4 << 30
 
 
 def user_cache_path() -> Path:
-    root = os.environ.get("RINE_CACHE_DIR") or Path.home() / ".cache" / "rine"
-    return Path(root) / "reference_values.json"
+    return cache_dir() / "reference_values.json"
 
 
 def pmf_key(pmf: JointPmf) -> str:

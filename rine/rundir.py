@@ -15,8 +15,11 @@ outputs/README.md shows the schema to users; tests/test_rundir.py keeps the two 
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
+import math
 import os
 import signal
 import socket
@@ -140,11 +143,22 @@ def data_fingerprint(task) -> str | None:
 def write_metrics_csv(run_dir: str | Path, history: list[dict]) -> None:
     """The per-epoch history (rows of rine.objective.stage_metrics plus epoch, step, beta, lr) as
     csv/metrics.csv: one writer for both training engines, rewritten whole after every epoch."""
-    import pandas as pd
-
+    # The csv module, not pandas (the text pandas' to_csv writes, without its import in every run).
+    columns = list(dict.fromkeys(key for row in history for key in row))  # in order of first appearance
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    for row in history:
+        writer.writerow([_csv_field(row.get(column)) for column in columns])
     path = Path(run_dir) / METRICS_CSV
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, pd.DataFrame(history).to_csv(index=False))
+    write_text_atomic(path, text.getvalue())
+
+
+def _csv_field(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return repr(float(value)) if isinstance(value, float) else str(value)
 
 
 def read_results(run_dir: str | Path) -> dict | None:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from rine.config import compose_config
-from rine.figures import CURVES_FIGURE, curves_figure
+from rine.figures import CURVES_FIGURE, curves_figure, draw_curves
 from rine.run import run_many
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -44,6 +44,31 @@ def test_the_figure_shows_the_runs_curves_names_and_checks():
     assert beta.get_lines()[0].get_ydata().tolist() == pytest.approx([1.5 * e for e in range(epochs)])
 
 
+def test_a_figure_redrawn_for_another_run_is_the_picture_of_that_run_alone(tmp_path):
+    # draw_curves redraws one figure per process: nothing of the run drawn before may remain
+    # (its lines, band, legend entries, axis limits), so the PNG equals a fresh figure's.
+    from matplotlib.image import imread
+
+    def run_of(epochs, sources, scale, beta, truth):
+        history = [{"epoch": e, "step": e + 1, "beta": beta * e / epochs,
+                    "train/redundancy_bits": scale * e, "val/redundancy_bits": scale * e * 0.9,
+                    "train/disagreement_tv": 0.5 / (e + 1), "val/disagreement_tv": 0.4 / (e + 1),
+                    **{f"{split}/usable_info_bits_x{i + 1}": scale * (i + 1) * e
+                       for split in ("train", "val") for i in range(sources)}}
+                   for e in range(epochs)]
+        reference = {"true_redundancy": truth, "mi_sources": [1.0] * sources} if truth else {}
+        return history, {"task": "t", "beta": beta, "seed": 0, "n_sources": sources,
+                         "redundancy_bits": scale * epochs, "constraint_met": True, "reference": reference}
+
+    first, second = run_of(40, 3, 5.0, 0, [0.2, 0.3]), run_of(6, 2, 0.1, 15, None)
+    draw_curves(*first, tmp_path / "first.png", warn_above=0.05, last_epochs=5)
+    draw_curves(*second, tmp_path / "redrawn.png", warn_above=0.05, last_epochs=2)
+    curves_figure(*second, warn_above=0.05, last_epochs=2).savefig(tmp_path / "fresh.png", dpi=90)
+    redrawn, fresh = imread(tmp_path / "redrawn.png"), imread(tmp_path / "fresh.png")
+    assert redrawn.shape == fresh.shape and (redrawn == fresh).all()
+    assert not (imread(tmp_path / "first.png") == fresh).all()
+
+
 @pytest.mark.slow  # ~13 s
 def test_both_engines_draw_curves_png_unless_switched_off(train_run, tmp_path):
     results, one_run = train_run("task=unq", "trainer.max_epochs=2", name="one")
@@ -63,7 +88,7 @@ def test_a_drawing_failure_is_a_warning_not_a_failed_run(train_run, monkeypatch,
     def broken(*args, **kwargs):
         raise ValueError("no room")
 
-    monkeypatch.setattr(rine.figures, "curves_figure", broken)
+    monkeypatch.setattr(rine.figures, "draw_curves", broken)
     results, run_dir = train_run("task=unq", "trainer.max_epochs=1")
     assert json.loads((run_dir / "results.json").read_text())["status"] == "complete"
     assert f"warning: {run_dir}: curves.png not drawn (ValueError: no room)" in capsys.readouterr().err

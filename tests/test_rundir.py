@@ -43,3 +43,20 @@ def test_readme_sections_named_elsewhere_exist():
     for path in [*Path(CONFIG_DIR).rglob("*.yaml"), *(ROOT / "rine").rglob("*.py"), *(ROOT / "scripts").glob("*.py")]:
         cited |= set(re.findall(r'README \\?"([^"\\]+)\\?"', path.read_text()))
     assert cited and cited <= headings, sorted(cited - headings)
+
+
+def test_metrics_csv_is_the_text_pandas_writes(tmp_path):
+    # csv/metrics.csv is written with the csv module (no pandas import in a run): the same text
+    # as pandas' to_csv, so every reader (pandas, make_tables, plots) sees the same table.
+    import math
+
+    import pandas as pd
+
+    from rine.rundir import METRICS_CSV, write_metrics_csv
+
+    history = [{"epoch": e, "step": 64 * (e + 1), "beta": 15 * (1 - 0.97**e), "lr": 0.001 * 0.97**e,
+                "val/redundancy_bits": [0.1, -1e-17, 1 / 3][e], "val/disagreement_tv": [math.nan, 0.25, 2e-9][e]}
+               for e in range(3)]
+    history[2]["val/redundancy_bits_class0"] = 0.5  # a column that appears late: empty before
+    write_metrics_csv(tmp_path, history)
+    assert (tmp_path / METRICS_CSV).read_text() == pd.DataFrame(history).to_csv(index=False)
