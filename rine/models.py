@@ -82,6 +82,7 @@ class StackedMLPs(nn.Module):
             self.register_buffer(f"running_var{layer}", torch.stack([bn.running_var for bn in bns]))
         # (no BatchNorm, or no hidden layer at all: nothing to normalise)
         self.momentum, self.eps = (norms[0][0].momentum, norms[0][0].eps) if self.n_norms else (None, None)
+        self._buffers_for_recalibration: dict[int, torch.Tensor] = {}  # per layer, reused (see recalibrate)
 
     @torch.no_grad()
     def copy_to(self, mlps: list[nn.Module]) -> None:
@@ -106,9 +107,10 @@ class StackedMLPs(nn.Module):
         weights, as RedundancyEstimator.recalibrate_batch_norm computes them: training-mode
         passes over at most RECALIBRATION_ROWS samples each, averaged over the passes.
 
-        The same arithmetic as BatchNorm's training forward, done in place: on the whole
-        training split a layer's activations are tens of MB, and every fresh tensor of that
-        size costs more in page faults than its arithmetic.
+        The same arithmetic as BatchNorm's training forward, done in place in buffers kept
+        between calls: on the whole training split a layer's activations are tens of MB, and a
+        fresh tensor of that size costs 4x its matrix product in page faults. The linear layer's
+        bias only shifts the mean (BatchNorm removes it), so it is added to the mean alone.
         """
         if not self.n_norms:
             return
@@ -116,16 +118,23 @@ class StackedMLPs(nn.Module):
             h = x[..., start:start + RECALIBRATION_ROWS]
             rows = h.shape[-1]
             for layer in range(len(self.weights) - 1):
-                h = torch.baddbmm(self.biases[layer][..., None], self.weights[layer], h)  # [G, C, rows]
+                weight = self.weights[layer]
+                shape = (weight.shape[0], weight.shape[1], rows)
+                buffer = self._buffers_for_recalibration.get(layer)
+                if buffer is None or buffer.shape != shape:
+                    buffer = self._buffers_for_recalibration[layer] = torch.empty(shape, dtype=weight.dtype,
+                                                                                 device=weight.device)
+                h = torch.bmm(weight, h, out=buffer)  # [G, C, rows], without the bias
                 mean = h.mean(-1, keepdim=True)
                 h.sub_(mean)
                 squares = torch.linalg.vector_norm(h, dim=-1, keepdim=True).square_()  # of the centred values
                 running_mean, running_var = getattr(self, f"running_mean{layer}"), getattr(self, f"running_var{layer}")
-                # A cumulative average over the passes (BatchNorm's momentum=None); the running
-                # variance is the unbiased one, the normalisation uses the biased, as BatchNorm.
-                weight = 1.0 / (n + 1)  # (as BatchNorm's update: the first pass replaces exactly)
-                running_mean.mul_(1 - weight).add_(mean.squeeze(-1), alpha=weight)
-                running_var.mul_(1 - weight).add_(squares.squeeze(-1) / max(rows - 1, 1), alpha=weight)
+                # A cumulative average over the passes (BatchNorm's momentum=None) with its update
+                # formula, so the first pass replaces exactly; the running variance is the
+                # unbiased one, the normalisation uses the biased, as BatchNorm.
+                average = 1.0 / (n + 1)
+                running_mean.mul_(1 - average).add_(mean.squeeze(-1) + self.biases[layer], alpha=average)
+                running_var.mul_(1 - average).add_(squares.squeeze(-1) / max(rows - 1, 1), alpha=average)
                 scale = self.bn_weights[layer][..., None] * torch.rsqrt(squares / rows + self.eps)
                 h.mul_(scale).add_(self.bn_biases[layer][..., None]).relu_()
 
