@@ -152,17 +152,18 @@ class Zygote:
     command a fresh process, ~5 s of imports less). One child at a time."""
 
     def __init__(self) -> None:
+        import atexit
+        import shutil
         import tempfile
 
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "zygote.py")], cwd=ROOT, env=python_env(),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.pending = b""
         self.folder = Path(tempfile.mkdtemp(prefix="rine-zygote-"))
-        import atexit
-        import shutil
-
         atexit.register(shutil.rmtree, self.folder, True)
         atexit.register(self.close)
+        self.started = 0
+        self.child: WarmProcess | None = None
 
     def close(self) -> None:
         """End the server (its stdin closes) and wait for it, so that its CPU time is counted."""
@@ -173,8 +174,6 @@ class Zygote:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.started = 0
-        self.child: WarmProcess | None = None
 
     def reply(self, timeout: float | None) -> dict | None:
         """The server's next answer, or None after `timeout` seconds."""
