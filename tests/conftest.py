@@ -300,3 +300,10 @@ def start_warm(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT):
 def script():
     """run_warm, as a fixture (tests about a cold start use run_python)."""
     return run_warm
+
+
+def pytest_sessionfinish(session):
+    # End this process's zygote here (atexit is the fallback): waited for, its CPU time and its
+    # children's count towards the test run's, as a cold process's do.
+    if _zygote is not None:
+        _zygote.close()
