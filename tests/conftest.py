@@ -146,7 +146,164 @@ def assert_one_line_error(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+class Zygote:
+    """tests/zygote.py, started once per test process: `python <script> <args>` as a child forked
+    from a python that has torch, Lightning, Hydra, pandas and matplotlib imported already (each
+    command a fresh process, ~5 s of imports less). One child at a time."""
+
+    def __init__(self) -> None:
+        import atexit
+        import shutil
+        import tempfile
+
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "zygote.py")], cwd=ROOT, env=python_env(),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.pending = b""
+        self.folder = Path(tempfile.mkdtemp(prefix="rine-zygote-"))
+        atexit.register(shutil.rmtree, self.folder, True)
+        atexit.register(self.close)
+        self.started = 0
+        self.child: WarmProcess | None = None
+
+    def close(self) -> None:
+        """End the server (its stdin closes) and wait for it, so that its CPU time is counted."""
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def reply(self, timeout: float | None) -> dict | None:
+        """The server's next answer, or None after `timeout` seconds."""
+        import json
+        import select
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self.pending:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([self.proc.stdout], [], [], left)[0]:
+                return None
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            if not chunk:
+                raise RuntimeError(f"tests/zygote.py ended (status {self.proc.wait()})")
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        return json.loads(line)
+
+    def start(self, argv: list[str], cwd: Path, env: dict[str, str]) -> "WarmProcess":
+        import json
+        import signal
+
+        if self.child is not None and self.child.returncode is None:  # left running by a failed test
+            self.child.send_signal(signal.SIGKILL)
+            self.child.wait()
+        self.started += 1
+        out, err = self.folder / f"{self.started}.out", self.folder / f"{self.started}.err"
+        out.touch()
+        err.touch()
+        request = {"argv": argv, "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err)}
+        self.proc.stdin.write((json.dumps(request) + "\n").encode())
+        self.proc.stdin.flush()
+        self.child = WarmProcess(self, [sys.executable, *argv], self.reply(60)["pid"], out, err)
+        return self.child
+
+
+class WarmProcess:
+    """A Zygote child, as subprocess.Popen gives it: pid, poll, wait, send_signal, returncode, and
+    stdout / stderr as files to read (complete once it has ended); cpu_s: its CPU seconds."""
+
+    def __init__(self, zygote: Zygote, args: list[str], pid: int, out: Path, err: Path) -> None:
+        self.zygote, self.args, self.pid, self.returncode, self.cpu_s = zygote, args, pid, None, None
+        self.out, self.err = out, err
+        self.stdout, self.stderr = out.open(), err.open()
+
+    def _ended(self, reply: dict) -> int:
+        self.returncode, self.cpu_s = reply["returncode"], reply["cpu_s"]
+        return self.returncode
+
+    def poll(self) -> int | None:
+        if self.returncode is None and (reply := self.zygote.reply(0)) is not None:
+            self._ended(reply)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            reply = self.zygote.reply(timeout)
+            if reply is None:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            self._ended(reply)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    def finished(self, timeout: float) -> subprocess.CompletedProcess:
+        """Wait (SIGKILL after `timeout`, as subprocess.run does) and give what it printed."""
+        import signal
+
+        try:
+            self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.send_signal(signal.SIGKILL)
+            self.wait()
+            raise subprocess.TimeoutExpired(self.args, timeout, self.stdout.read(), self.stderr.read()) from None
+        done = subprocess.CompletedProcess(self.args, self.returncode, self.stdout.read(), self.stderr.read())
+        done.cpu_s = self.cpu_s
+        for file in (self.stdout, self.stderr):
+            file.close()
+        self.out.unlink()
+        self.err.unlink()
+        return done
+
+
+_zygote: Zygote | None = None
+
+
+def _warm_env(env: dict[str, str] | None, full_env: dict[str, str] | None) -> dict[str, str]:
+    return full_env if full_env is not None else python_env(**(env or {}))
+
+
+def _cold() -> bool:
+    return os.environ.get("RINE_TESTS_COLD") == "1"
+
+
+def zygote() -> Zygote:
+    global _zygote
+    if _zygote is None or _zygote.proc.poll() is not None:
+        _zygote = Zygote()
+    return _zygote
+
+
+def run_warm(*args: str, env: dict[str, str] | None = None, timeout: float = 600, cwd: Path = ROOT,
+             full_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """run_python through the Zygote: the same command, as a fresh process with the heavy
+    third-party imports done. full_env: the child's whole environment (else python_env + env).
+    RINE_TESTS_COLD=1 runs every command as a cold process instead."""
+    if _cold():
+        return subprocess.run([sys.executable, *args], cwd=cwd, env=_warm_env(env, full_env), capture_output=True,
+                              text=True, timeout=timeout)
+    return zygote().start(list(args), cwd, _warm_env(env, full_env)).finished(timeout)
+
+
+def start_warm(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT):
+    """start_python through the Zygote (a WarmProcess; a Popen under RINE_TESTS_COLD=1)."""
+    if _cold():
+        return start_python(*args, env=env)
+    return zygote().start(list(args), cwd, _warm_env(env, None))
+
+
 @pytest.fixture(scope="session")
 def script():
-    """run_python, as a fixture."""
-    return run_python
+    """run_warm, as a fixture (tests about a cold start use run_python)."""
+    return run_warm
+
+
+def pytest_sessionfinish(session):
+    # End this process's zygote here (atexit is the fallback): waited for, its CPU time and its
+    # children's count towards the test run's, as a cold process's do.
+    if _zygote is not None:
+        _zygote.close()

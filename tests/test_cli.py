@@ -4,12 +4,14 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, run_python
 
 
-def test_single_run_prints_one_summary_line_and_respects_run_dir(tmp_path, script):
+def test_single_run_prints_one_summary_line_and_respects_run_dir(tmp_path):
+    # A cold `python train.py` (run_python): the other tests fork theirs from a python with the
+    # third-party imports done (conftest.run_warm); this one and the bad input below start as a user's.
     run_dir = tmp_path / "unq_run"
-    proc = script("train.py", "task=unq", "beta=5", "seed=3", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    proc = run_python("train.py", "task=unq", "beta=5", "seed=3", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines() == [proc.stdout.strip()]  # exactly one line
     assert proc.stdout.startswith("unq  beta=5  I∩ = ")
@@ -102,9 +104,9 @@ def test_bad_settings_stop_the_run_before_it_writes_anything(tmp_path, override,
         ("task=arrays data_file=nope.npz", "data file not found: 'nope.npz'"),
     ],
 )
-def test_bad_input_is_one_line_without_traceback(tmp_path, override, message, script):
+def test_bad_input_is_one_line_without_traceback(tmp_path, override, message):
     run_dir = tmp_path / "bad"
-    proc = script("train.py", *override.split(), f"hydra.run.dir={run_dir}")
+    proc = run_python("train.py", *override.split(), f"hydra.run.dir={run_dir}")
     assert message in assert_one_line_error(proc)
     assert not (run_dir / "results.json").exists()
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_warm
 
 from rine.config import compose_config
 from rine.errors import RineError
@@ -56,8 +57,8 @@ BAD_COMMANDS = [
 
 
 def train_py(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "WANDB_MODE": "disabled", **(env or {})})
+    """python train.py <args>, a fresh process (forked by tests/zygote.py, the third-party imports done)."""
+    return run_warm("train.py", *args, timeout=timeout, full_env={**os.environ, "WANDB_MODE": "disabled", **(env or {})})
 
 
 @pytest.mark.slow

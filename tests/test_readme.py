@@ -8,7 +8,8 @@ commands (`\\` continuations joined, a trailing `# comment` kept for the rules b
   `python scripts/<name>.py ...`, `make <target>`); every train.py command composes and passes
   rine.config.validate_config (a sweep: its first point); every make target is one the Makefile
   lists in `make help`; every python block compiles.
-- slow: each bash block runs command by command, in order, in a throw-away copy of the
+- slow: each bash block runs command by command, in order (each a fresh python process, forked
+  by tests/zygote.py with the third-party imports done), in a throw-away copy of the
   repository's entry points (train.py, scripts/, configs/), so nothing lands in outputs/, with
   the tiny settings below appended (later values win, in Hydra and argparse alike), the files
   in USER_FILES where the commands name them, and a tiny CIFAR-10 as $RINE_DATA. `make`
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_warm
 
 ROOT = Path(__file__).resolve().parent.parent
 READMES = [ROOT / "README.md", ROOT / "outputs" / "README.md", ROOT / "scripts" / "README.md"]
@@ -40,8 +42,9 @@ NOT_RUN = {
     "needs SLURM": "no sbatch here; tests/test_cli.py runs the same launcher code with submitit_local",
     "needs GPUs": "trainer=ddp on GPUs; tests/test_ddp.py runs it with 2 CPU processes",
 }
-# Appended to every train.py command: one epoch, averaged over that one epoch.
-TINY_TRAIN = ["trainer.max_epochs=1", "report.last_epochs=1"]
+# Appended to every train.py command: one epoch, averaged over that one epoch, and no curves.png
+# (~0.4 s a run; tests/test_curves.py draws it, and a drawing failure is a warning, never a failed run).
+TINY_TRAIN = ["trainer.max_epochs=1", "report.last_epochs=1", "report.curves=false"]
 # Appended where a command's arguments match: smaller sweeps and data (in a sweep, too, a later
 # value of a key replaces an earlier one).
 TINY_WHERE = [
@@ -260,7 +263,7 @@ def run_command(command: Command, root: Path, env: dict) -> None:
         proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     else:
         argv = tiny(command.argv)
-        proc = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+        proc = run_warm(*argv[1:], cwd=root, full_env=env, timeout=900)  # a fresh `python <argv>` process
     assert proc.returncode == 0, (f"{command.where}: {' '.join(command.argv)}\n  ran as: {' '.join(argv)}\n"
                                   f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
 
@@ -286,8 +289,7 @@ NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 def test_every_python_block_runs_and_prints_what_the_readme_shows(block, sandbox):
     root, env = sandbox
     (root / "block.py").write_text(block.text)
-    proc = subprocess.run([sys.executable, "block.py"], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=900)
+    proc = run_warm("block.py", cwd=root, full_env=env, timeout=900)  # a fresh `python block.py` process
     assert proc.returncode == 0, f"{block.where}\n{proc.stderr[-3000:]}"
     if block.output is not None:
         shown, printed = NUMBER.findall(block.output), NUMBER.findall(proc.stdout)

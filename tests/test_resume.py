@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import start_python
+from conftest import start_warm
 
 ARGS = ["task=unq", "beta=5", "seed=2", "trainer.max_epochs=10"]
 
 
 def start(run_dir: Path, *extra: str) -> subprocess.Popen:
-    return start_python("train.py", *ARGS, *extra, f"hydra.run.dir={run_dir}")
+    return start_warm("train.py", *ARGS, *extra, f"hydra.run.dir={run_dir}")
 
 
 def kill_once_written(proc: subprocess.Popen, checkpoint: Path) -> None:
@@ -62,7 +62,7 @@ SWEEP = ["-m", "task=rdnxor", "seed=0,1", "trainer.max_epochs=8", "hydra.launche
 
 
 def sweep(sweep_dir: Path) -> subprocess.Popen:
-    return start_python("train.py", *SWEEP, f"hydra.sweep.dir={sweep_dir}")
+    return start_warm("train.py", *SWEEP, f"hydra.sweep.dir={sweep_dir}")
 
 
 @pytest.mark.slow  # 3 train.py processes: ~24 s of CPU

@@ -103,15 +103,14 @@ def test_without_logger_wandb_nothing_is_written(tmp_path, offline):
 @pytest.mark.slow  # a train.py sweep: ~15 s
 def test_a_batched_sweep_gives_each_job_its_wandb_run(tmp_path):
     import os
-    import subprocess
-    import sys
     from pathlib import Path
+
+    from conftest import run_warm
 
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "train.py", "-m", "task=unq", "beta=0,5", "trainer.max_epochs=1",
-                           "logger=wandb", f"hydra.sweep.dir={tmp_path}"],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_warm("train.py", "-m", "task=unq", "beta=0,5", "trainer.max_epochs=1", "logger=wandb",
+                    f"hydra.sweep.dir={tmp_path}", cwd=root, full_env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     jobs = sorted(p.parent for p in tmp_path.glob("*/results.json"))
     assert len(jobs) == 2

@@ -1,11 +1,10 @@
 """An image task's crop width is in its summary line and its default run folder's name."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_warm
 
 from rine.run import format_summary
 
@@ -25,9 +24,8 @@ def test_default_run_folder_names_the_width_when_set(tmp_path):
 
     def train(*args):
         # From tmp_path: the default run folder, outputs/runs/<date>/<time>_..., lands there.
-        proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, "trainer.max_epochs=1",
-                               "report.curves=false"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=600)
+        proc = run_warm(str(ROOT / "train.py"), *args, "trainer.max_epochs=1", "report.curves=false", cwd=tmp_path,
+                        full_env=env, timeout=600)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
