@@ -22,7 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from rine.errors import RineError
 from rine.files import cache_dir, write_json_atomic
-from rine.objective import BETA_SCHEDULES, DISTANCE_NORMALIZATIONS, DISTANCE_PAIRS, ConstraintControl
 
 MODES = ("estimate", "pid")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -223,7 +222,9 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def constraint_control(cfg: DictConfig) -> ConstraintControl:
+def constraint_control(cfg: DictConfig) -> "ConstraintControl":  # noqa: F821
+    from rine.objective import ConstraintControl
+
     c = cfg.constraint
     return ConstraintControl(target=c.target, growth=c.growth, max_factor=c.max_factor, start_epoch=c.start_epoch)
 
@@ -269,6 +270,9 @@ def _check_known_keys(cfg: DictConfig) -> None:
 
 def validate_config(cfg: DictConfig) -> None:
     """Reject settings that would train something meaningless, before anything is written."""
+    # (imported here: rine.objective imports torch, which a refused command line never needs)
+    from rine.objective import BETA_SCHEDULES, DISTANCE_NORMALIZATIONS, DISTANCE_PAIRS
+
     _check_known_keys(cfg)
     if cfg.mode not in MODES:
         raise RineError(f"mode={cfg.mode} is unknown; choose one of: {', '.join(MODES)}")
