@@ -138,29 +138,49 @@ def outcome_of(history: list[dict], data, cfg: DictConfig) -> dict:
     }
     outcome.update(constraint_check(outcome, cfg))
     outcome.update(bounds_check(outcome, cfg))
-    outcome.update(convergence_check(history))
+    outcome.update(convergence_check(history, n_sources))
     return outcome
 
 
 CONVERGENCE_RISE_BITS = 0.01
+# At β = 0 nothing but memorisation lowers a decoder's held-out usable information as it trains.
+MEMORISATION_DROP_BITS = 0.05
 
 
-def convergence_check(history: list[dict]) -> dict:
-    """Whether the held-out I∩ had stopped rising: the mean of the last 3 epochs against the
-    mean of 3 epochs two thirds in. A rise above 0.01 bits means training stopped short (too few
-    steps: small data, a fixed β, a low lr) and the figure is low by at least that much.
-    Returns {"converged": bool | None (under 9 epochs: not judged), "convergence_warning": str | None}."""
+def convergence_check(history: list[dict], n_sources: int | None = None) -> dict:
+    """Whether the held-out figure had settled. Two ways it had not:
+
+    - still rising: the mean of the last 3 epochs of the held-out I∩ against the mean of 3
+      epochs two thirds in. A rise above 0.01 bits means training stopped short (too few
+      steps: small data, a fixed β, a low lr) and the figure is low by at least that much.
+    - memorising (β = 0 runs, every row's beta 0, with `n_sources` given): a source's held-out
+      usable information H(Y) − CE_i, mean of the last 3 epochs, more than 0.05 bits below its
+      best epoch. Without the agreement penalty only overfitting lowers it (its held-out CE
+      grows as the decoder fits the training split's noise), so the figure is a loose lower
+      bound. (With β > 0 the penalty lowers it by design.)
+
+    Returns {"converged": bool | None (under 9 epochs: not judged), "convergence_warning": str | None}.
+    """
     curve = [row["val/redundancy_bits"] for row in history]
     if len(curve) < 9:
         return {"converged": None, "convergence_warning": None}
+    steps = history[-1].get("step")
+    if n_sources and all(row.get("beta") == 0 for row in history):
+        for i in range(n_sources):
+            usable = [row[f"val/usable_info_bits_x{i + 1}"] for row in history]
+            best = max(range(len(usable)), key=usable.__getitem__)
+            drop = usable[best] - sum(usable[-3:]) / 3
+            if drop > MEMORISATION_DROP_BITS:
+                return {"converged": False, "convergence_warning": (
+                    f"the held-out usable information of x{i + 1} fell {drop:.3f} bits from its best epoch "
+                    f"({usable[best]:.3f} bits at epoch {history[best].get('epoch', best)}): its decoder memorises "
+                    "the training split, so the figure is low: give more samples or train fewer epochs "
+                    f"(trainer.max_epochs={max(best + 1, 3)})")}
     middle = int(2 * len(curve) / 3)
     rise = sum(curve[-3:]) / 3 - sum(curve[middle - 1: middle + 2]) / 3
     if rise <= CONVERGENCE_RISE_BITS:
         return {"converged": True, "convergence_warning": None}
-    steps = history[-1].get("step")
     return {"converged": False, "convergence_warning": (
         f"the held-out figure was still rising ({rise:+.3f} bits over the last third of training"
         f"{f', {steps} steps in all' if steps else ''}), so the estimate is low: train longer "
         "(trainer.max_epochs; small data gives few steps per epoch)")}
-
-

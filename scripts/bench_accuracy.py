@@ -200,6 +200,8 @@ def collect(points: list[dict], results: list[dict], owners: list[tuple[int, str
         # rine's own check (results.json `valid`) is kept beside the number, not hidden: the value is
         # what the estimator gives, and the note says rine flagged it (e.g. β = 0 decoders overfitting).
         note = "flagged invalid by rine" if result.get("valid") is False else ""
+        if result.get("converged") is False:  # still rising, or (β = 0) memorising: see its convergence_warning
+            note = "; ".join(filter(None, [note, "not converged"]))
         if kind == "rine":
             if result.get("constraint_met") is False:
                 note = "; ".join(filter(None, [note, "constraint not met"]))

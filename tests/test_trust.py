@@ -271,3 +271,23 @@ def test_many_integer_symbols_read_as_a_number_are_named(tmp_path, capsys):
     assert "x1 is one column of 300 distinct integers, read as one number" in capsys.readouterr().err
     ArraysTask(str(tmp_path / "d.npz"), categorical=True)  # declared: one-hot, nothing to say
     assert capsys.readouterr().err == ""
+
+
+def test_a_beta_0_decoder_whose_held_out_usable_information_falls_is_flagged_as_memorising():
+    # task=embedded task.pmf=rdnxor task.dim=256 n=50,000 beta=0 (scripts/bench_accuracy.py):
+    # the held-out usable information fell from 0.99 bits at epoch 0 to 0.44 at epoch 29 while
+    # the decoders fit the training split's noise; only the rise check ran, and passed it.
+    from rine.outcome import convergence_check
+
+    def history(curve, beta=0.0):
+        return [{"epoch": e, "step": 10 * (e + 1), "beta": beta, "val/redundancy_bits": v,
+                 "val/usable_info_bits_x1": v, "val/usable_info_bits_x2": 1.0} for e, v in enumerate(curve)]
+
+    falling = [0.99] * 7 + [0.99 - 0.02 * e for e in range(23)]  # best 0.99, last three 0.57 on average
+    flagged = convergence_check(history(falling), n_sources=2)
+    assert flagged["converged"] is False
+    assert "usable information of x1 fell 0.420 bits from its best epoch (0.990 bits at epoch 0)" in flagged["convergence_warning"]
+    # β > 0: the agreement penalty lowers usable information by design, and noise of a few
+    # hundredths is no memorisation.
+    assert convergence_check(history(falling, beta=15), n_sources=2)["converged"] is True
+    assert convergence_check(history([1.0, 0.97] * 15), n_sources=2)["converged"] is True
