@@ -84,6 +84,7 @@ RESULTS_SCHEMA = {
     "usable_info_bits": "per source, H(Y) − CE_i of the same decoders (same reduction)",
     "usable_info_bits_final": "the same, final epoch",
     "usable_info_se_bits": "their standard errors",
+    "usable_info_bits_train": "the same on the training split (memorising when far above the held-out)",
     "per_class_redundancy_bits": "per class c: H(Y) − the held-out mean, over samples with y = c, of mean_i CE_i "
                                  "(null: no held-out sample of c)",
     "class_names": "the classes, in the order of per_class_redundancy_bits",

@@ -291,3 +291,25 @@ def test_a_beta_0_decoder_whose_held_out_usable_information_falls_is_flagged_as_
     # hundredths is no memorisation.
     assert convergence_check(history(falling, beta=15), n_sources=2)["converged"] is True
     assert convergence_check(history([1.0, 0.97] * 15), n_sources=2)["converged"] is True
+
+
+def test_agreeing_decoders_of_unequal_cross_entropy_are_not_invalid_and_negative_usable_information_names_its_cause():
+    # A fresh-user review: two copies of y (truth 1 bit), 2 epochs, gave I∩ 0.907 = the mean of
+    # the decoders' usable information [0.928, 0.886] and was marked INVALID for exceeding the
+    # least of them by 0.02; I∩ is their mean, so that "bound" only measured their spread.
+    from omegaconf import OmegaConf
+
+    from rine.outcome import bounds_check
+
+    cfg = OmegaConf.create({"beta": 15, "report": {"bounds_tolerance_bits": 0.02}})
+    copies = {"redundancy_bits": 0.907, "redundancy_se_bits": 0.002, "usable_info_bits": [0.928, 0.886],
+              "usable_info_se_bits": [0.002, 0.002], "constraint_met": True, "reference": None}
+    assert bounds_check(copies, cfg) == {"valid": True, "invalid_reasons": []}
+    # The exact I(Xi;Y), where known, still bounds it.
+    assert not bounds_check({**copies, "reference": {"mi_sources": [0.5, 0.5]}}, cfg)["valid"]
+    # Negative usable information: memorising if the training split's is positive, else a failed training
+    # (objective=paper beta=500 beta_schedule=fixed: -2.9 bits on both splits).
+    failed = {**copies, "redundancy_bits": -2.74, "usable_info_bits": [-2.9, -2.6], "usable_info_bits_train": [-2.9, -2.7]}
+    assert "the training failed" in bounds_check(failed, cfg)["invalid_reasons"][0]
+    memorised = {**failed, "usable_info_bits_train": [0.9, 0.95]}
+    assert "memorises the training split" in bounds_check(memorised, cfg)["invalid_reasons"][0]
