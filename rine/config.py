@@ -196,6 +196,11 @@ def check_overrides(argv: list[str]) -> None:
         missing = re.search(r"Could not (?:override|delete|append to) '([^']+)'", str(error))
         if missing:
             name = missing.group(1)
+            if name.startswith(("task.", "model.decoder.", "model.optimizer.")):
+                # Keyword arguments of the object a section builds: one the config leaves out is added with '+'.
+                raise RineError(f"unknown setting {name!r}{closest_settings(name, known_settings(tuple(choices)))}; "
+                                f"or, if it is a keyword its class takes that the config leaves out, add it with "
+                                f"a '+': +{name}=...") from None
             raise RineError(f"unknown setting {name!r}{closest_settings(name, known_settings(tuple(choices)))}; "
                             "list them with: python train.py --cfg job") from None
         raise RineError(f"the arguments do not compose into a config: {str(error).splitlines()[0]}") from None
@@ -253,19 +258,79 @@ def _check_known_keys(cfg: DictConfig) -> None:
         target = node.get("_target_")
         if not target:
             continue
-        from hydra.utils import get_object
-
         try:
-            parameters = inspect.signature(get_object(target)).parameters
-        except (ImportError, AttributeError, ValueError, TypeError):
-            continue  # the build step reports a target that cannot be loaded
+            built = object_at(target)
+        except (ImportError, AttributeError, ValueError):
+            raise RineError(f"{section}._target_={target} cannot be imported; check its spelling") from None
+        try:
+            parameters = inspect.signature(built).parameters
+        except (ValueError, TypeError):
+            continue  # no signature to check keys against
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
             continue
         for key in node:
             if not str(key).startswith("_") and key not in parameters:
                 accepted = [f"{section}.{p}" for p in parameters if p not in ("self", "input_shape", "n_classes", "params")]
                 raise RineError(f"unknown setting '{section}.{key}'{closest_settings(f'{section}.{key}', accepted)}; "
-                                f"{target} takes: {', '.join(accepted) or 'none'}")
+                                f"{target} takes: {', '.join(accepted) or 'none'} (remove a setting it does not take "
+                                f"with ~{section}.{key})")
+
+
+def object_at(path: str):
+    """The object a dotted `_target_` path names (module attributes allowed, e.g. torch.optim.SGD).
+    Raises ImportError or AttributeError; unlike hydra.utils.get_object, logs nothing."""
+    import importlib
+
+    parts = str(path).split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for name in parts[split:]:
+            found = getattr(found, name)
+        return found
+    raise ImportError(f"no module in {path!r}")
+
+
+def _check_optimizer(cfg: DictConfig) -> None:
+    """model.optimizer names a torch.optim class this training can step, with values that class
+    accepts: checked here for both engines (the batched one applies SGD/Adam/AdamW's update
+    without the class, whose constructor would otherwise have refused them)."""
+    import torch
+
+    node = cfg.model.optimizer
+    target = node.get("_target_")
+    examples = "e.g. torch.optim.AdamW (model=mlp), torch.optim.SGD (model=mlp_paper), torch.optim.Adam"
+    try:
+        optimizer = object_at(target)
+    except (ImportError, AttributeError, ValueError):
+        raise RineError(f"model.optimizer._target_={target} cannot be imported; name a torch.optim class, {examples}") from None
+    if not (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)):
+        raise RineError(f"model.optimizer._target_={target} is not a torch.optim optimizer; {examples}")
+    closure = inspect.signature(optimizer.step).parameters.get("closure")
+    if closure is not None and closure.default is inspect.Parameter.empty:
+        raise RineError(f"{target} needs a closure at every step (it re-evaluates the loss), which rine's training "
+                        f"does not give; choose another optimizer, {examples}")
+
+    def number(key, value) -> float:
+        if not _is_number(value):
+            raise RineError(f"model.optimizer.{key}={value} is invalid; it must be a number")
+        return value
+
+    options = {key: value for key, value in node.items() if not str(key).startswith("_")}
+    for key in ("weight_decay", "momentum", "eps", "dampening", "alpha"):  # (lr: validate_config, > 0)
+        if key in options and number(key, options[key]) < 0:
+            raise RineError(f"model.optimizer.{key}={options[key]} is invalid; it must be >= 0")
+    if "betas" in options:
+        betas = options["betas"]
+        if (not OmegaConf.is_list(betas) or len(betas) != 2
+                or not all(_is_number(b) and 0 <= b < 1 for b in betas)):
+            raise RineError(f"model.optimizer.betas={betas} is invalid; give two numbers in [0, 1), e.g. [0.9,0.999]")
+    if options.get("nesterov") and (options.get("momentum", 0) <= 0 or options.get("dampening", 0) != 0):
+        raise RineError("model.optimizer.nesterov=true needs model.optimizer.momentum > 0 and dampening 0")
+    if options.get("fused") and options.get("foreach"):
+        raise RineError("model.optimizer.fused and foreach cannot both be true; remove one (~model.optimizer.foreach)")
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -273,6 +338,7 @@ def validate_config(cfg: DictConfig) -> None:
     # (imported here: rine.objective imports torch, which a refused command line never needs)
     from rine.objective import BETA_SCHEDULES, DISTANCE_NORMALIZATIONS, DISTANCE_PAIRS
 
+    _check_optimizer(cfg)
     _check_known_keys(cfg)
     if cfg.mode not in MODES:
         raise RineError(f"mode={cfg.mode} is unknown; choose one of: {', '.join(MODES)}")
