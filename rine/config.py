@@ -294,13 +294,11 @@ def object_at(path: str):
 
 
 def _check_optimizer(cfg: DictConfig) -> None:
-    """model.optimizer names a torch.optim class this training can step, with values that class
-    accepts: checked here for both engines (the batched one applies SGD/Adam/AdamW's update
-    without the class, whose constructor would otherwise have refused them)."""
+    """model.optimizer names an importable torch.optim class this training can step, with values
+    that class accepts (rine.optimizers.check_optimizer), for both engines."""
     import torch
 
-    node = cfg.model.optimizer
-    target = node.get("_target_")
+    target = cfg.model.optimizer.get("_target_")
     examples = "e.g. torch.optim.AdamW (model=mlp), torch.optim.SGD (model=mlp_paper), torch.optim.Adam"
     try:
         optimizer = object_at(target)
@@ -308,29 +306,9 @@ def _check_optimizer(cfg: DictConfig) -> None:
         raise RineError(f"model.optimizer._target_={target} cannot be imported; name a torch.optim class, {examples}") from None
     if not (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)):
         raise RineError(f"model.optimizer._target_={target} is not a torch.optim optimizer; {examples}")
-    closure = inspect.signature(optimizer.step).parameters.get("closure")
-    if closure is not None and closure.default is inspect.Parameter.empty:
-        raise RineError(f"{target} needs a closure at every step (it re-evaluates the loss), which rine's training "
-                        f"does not give; choose another optimizer, {examples}")
+    from rine.optimizers import check_optimizer
 
-    def number(key, value) -> float:
-        if not _is_number(value):
-            raise RineError(f"model.optimizer.{key}={value} is invalid; it must be a number")
-        return value
-
-    options = {key: value for key, value in node.items() if not str(key).startswith("_")}
-    for key in ("weight_decay", "momentum", "eps", "dampening", "alpha"):  # (lr: validate_config, > 0)
-        if key in options and number(key, options[key]) < 0:
-            raise RineError(f"model.optimizer.{key}={options[key]} is invalid; it must be >= 0")
-    if "betas" in options:
-        betas = options["betas"]
-        if (not OmegaConf.is_list(betas) or len(betas) != 2
-                or not all(_is_number(b) and 0 <= b < 1 for b in betas)):
-            raise RineError(f"model.optimizer.betas={betas} is invalid; give two numbers in [0, 1), e.g. [0.9,0.999]")
-    if options.get("nesterov") and (options.get("momentum", 0) <= 0 or options.get("dampening", 0) != 0):
-        raise RineError("model.optimizer.nesterov=true needs model.optimizer.momentum > 0 and dampening 0")
-    if options.get("fused") and options.get("foreach"):
-        raise RineError("model.optimizer.fused and foreach cannot both be true; remove one (~model.optimizer.foreach)")
+    check_optimizer(cfg.model.optimizer)
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -338,8 +316,8 @@ def validate_config(cfg: DictConfig) -> None:
     # (imported here: rine.objective imports torch, which a refused command line never needs)
     from rine.objective import BETA_SCHEDULES, DISTANCE_NORMALIZATIONS, DISTANCE_PAIRS
 
+    _check_known_keys(cfg)  # (first: a key the optimizer's class does not take is named as such)
     _check_optimizer(cfg)
-    _check_known_keys(cfg)
     if cfg.mode not in MODES:
         raise RineError(f"mode={cfg.mode} is unknown; choose one of: {', '.join(MODES)}")
     if cfg.engine not in ("auto", "lightning"):
@@ -400,7 +378,7 @@ def validate_config(cfg: DictConfig) -> None:
     if (cfg.beta_schedule == "constrained" and cfg.beta > 0
             and str(cfg.model.optimizer._target_).rsplit(".", 1)[-1] == "SGD"):
         raise RineError(
-            "beta_schedule=constrained raises β until the decoders agree, which plain SGD does not survive "
+            "beta_schedule=constrained raises β until the decoders agree, which SGD does not survive "
             "(its step grows with β); use an adaptive optimizer such as the default model=mlp (AdamW), "
             "or objective=paper (β annealed as in the paper)"
         )

@@ -14,12 +14,13 @@ from __future__ import annotations
 import inspect
 
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.optim.adam import adam
 from torch.optim.adamw import adamw
 from torch.optim.sgd import sgd
 
-from rine.config import build
 
 # The class, its functional update, and the options that update takes (besides the class's own).
 _FUNCTIONAL = {
@@ -34,19 +35,79 @@ _HANDLED = {
 _HANDLED["adamw"] = _HANDLED["adam"]
 
 
-def build_optimizer(config, params: list[torch.Tensor]):
-    """The optimizer `config` (model.optimizer, a partial torch.optim class) over `params`: a
-    FunctionalOptimizer for SGD, Adam and AdamW with the options they take here, else the class."""
+def _functional_form(config) -> tuple[type, str, dict] | None:
+    """(class, update, options with the class's defaults) when `config` trains without the class."""
     plain = OmegaConf.to_container(config, resolve=True)
     target = str(plain.get("_target_", ""))
     options = {key: value for key, value in plain.items() if not key.startswith("_")}
-    if target in _FUNCTIONAL:
-        cls, update = _FUNCTIONAL[target]
-        if set(options) <= _HANDLED[update] and not isinstance(options.get("lr", 0.0), torch.Tensor):
-            defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
-                        if p.default is not inspect.Parameter.empty}
-            return FunctionalOptimizer(params, update, {**defaults, **options})
-    return build(config)(params)
+    if target not in _FUNCTIONAL:
+        return None
+    cls, update = _FUNCTIONAL[target]
+    if not set(options) <= _HANDLED[update]:
+        return None
+    defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    return cls, update, {**defaults, **options}
+
+
+def build_optimizer(config, params: list[torch.Tensor]):
+    """The optimizer `config` (model.optimizer, a partial torch.optim class) over `params`: a
+    FunctionalOptimizer for SGD, Adam and AdamW with the options they take here, else the class."""
+    functional = _functional_form(config)
+    if functional is not None:
+        _, update, options = functional
+        return FunctionalOptimizer(params, update, options)
+    return instantiate(config)(params)
+
+
+def check_optimizer(config) -> None:
+    """Raise RineError (one line) unless `config` (model.optimizer) is an optimizer this training
+    can step, with values its class accepts: for SGD/Adam/AdamW on the functional path, the
+    checks their constructors make; for any other, the class itself, built on a dummy
+    parameter and stepped once (its own checks, and e.g. SparseAdam's refusal of dense gradients)."""
+    from rine.errors import RineError
+
+    target = config.get("_target_")
+    examples = "e.g. torch.optim.AdamW (model=mlp), torch.optim.SGD (model=mlp_paper), torch.optim.Adam"
+    if config.get("maximize"):
+        raise RineError("model.optimizer.maximize=true would ascend the loss rine minimises; remove it")
+    functional = _functional_form(config)
+    if functional is None:
+        parameter = torch.zeros(2, requires_grad=True)
+        parameter.grad = torch.ones(2)
+        try:
+            optimizer = instantiate(config)([parameter])
+            optimizer.step()
+        except TypeError as error:
+            if "closure" in str(error):
+                raise RineError(f"{target} needs a closure at every step (it re-evaluates the loss), which rine's "
+                                f"training does not give; choose another optimizer, {examples}") from None
+            raise RineError(f"model.optimizer ({target}) cannot be built: {error}") from None
+        except (ValueError, RuntimeError) as error:
+            raise RineError(f"model.optimizer ({target}) refuses its settings: {str(error).splitlines()[0]}") from None
+        except InstantiationException as error:
+            cause = error.__cause__ or error
+            raise RineError(f"model.optimizer ({target}) refuses its settings: {str(cause).splitlines()[0]}") from None
+        return
+    _, update, o = functional
+
+    def at_least_0(key) -> None:
+        value = o.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise RineError(f"model.optimizer.{key}={value} is invalid; it must be a number >= 0")
+
+    for key in ("weight_decay", "momentum", "dampening", "eps"):
+        if key in o:
+            at_least_0(key)
+    if "betas" in o:
+        betas = o["betas"]
+        if (not isinstance(betas, (list, tuple)) or len(betas) != 2
+                or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
+            raise RineError(f"model.optimizer.betas={betas} is invalid; give two numbers in [0, 1), e.g. [0.9,0.999]")
+    if o.get("nesterov") and (o.get("momentum", 0) <= 0 or o.get("dampening", 0) != 0):
+        raise RineError("model.optimizer.nesterov=true needs model.optimizer.momentum > 0 and dampening 0")
+    if o.get("fused") and o.get("foreach"):
+        raise RineError("model.optimizer.fused and foreach cannot both be true; remove one (~model.optimizer.foreach)")
 
 
 class FunctionalOptimizer:

@@ -110,7 +110,8 @@ def bounds_check(outcome: dict, cfg: DictConfig) -> dict:
             reasons.append(f"usable information of x{i + 1} is {u:.3g} bits, below 0 by more than {tolerance(u_se):.3g} "
                            f"({cause})")
     if redundancy < -tolerance(se):
-        reasons.append(f"I∩ = {redundancy:.3g} bits is below 0 by more than {tolerance(se):.3g}")
+        name = "I∩" if cfg.beta > 0 else "the mean usable information (β = 0)"
+        reasons.append(f"{name} = {redundancy:.3g} bits is below 0 by more than {tolerance(se):.3g}")
     # (Not a bound: the decoders' own usable information. I∩ is their mean, so it exceeds the
     # least of them whenever their CEs differ, which agreeing decoders' can by a few hundredths
     # of a bit, and each is only a lower estimate of I(Xi;Y).)
@@ -175,16 +176,21 @@ def convergence_check(history: list[dict], n_sources: int | None = None) -> dict
         return {"converged": None, "convergence_warning": None}
     steps = history[-1].get("step")
     if n_sources and all(row.get("beta") == 0 for row in history):
+        falls, best_epochs = [], []
         for i in range(n_sources):
             usable = [row[f"val/usable_info_bits_x{i + 1}"] for row in history]
             best = max(range(len(usable)), key=usable.__getitem__)
             drop = usable[best] - sum(usable[-3:]) / 3
             if drop > MEMORISATION_DROP_BITS:
-                return {"converged": False, "convergence_warning": (
-                    f"the held-out usable information of x{i + 1} fell {drop:.3f} bits from its best epoch "
-                    f"({usable[best]:.3f} bits at epoch {history[best].get('epoch', best)}): its decoder memorises "
-                    "the training split, so the figure is low: give more samples or train fewer epochs "
-                    f"(trainer.max_epochs={max(best + 1, 3)})")}
+                falls.append(f"x{i + 1} fell {drop:.3f} bits from its best epoch "
+                             f"({usable[best]:.3f} bits at epoch {history[best].get('epoch', best)})")
+                best_epochs.append(best)
+        if falls:
+            return {"converged": False, "convergence_warning": (
+                f"the held-out usable information of {'; of '.join(falls)}: "
+                f"{'its decoder memorises' if len(falls) == 1 else 'their decoders memorise'} the training split, "
+                "so the figure is low: give more samples or train fewer epochs "
+                f"(trainer.max_epochs={max(max(best_epochs) + 1, 3)})")}
     middle = int(2 * len(curve) / 3)
     rise = sum(curve[-3:]) / 3 - sum(curve[middle - 1: middle + 2]) / 3
     if rise <= CONVERGENCE_RISE_BITS:

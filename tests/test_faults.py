@@ -49,6 +49,13 @@ BAD_COMMANDS = [
     (["model.optimizer._target_=torch.optim.LBFGS", "~model.optimizer.fused", "~model.optimizer.weight_decay"],
      "error: torch.optim.LBFGS needs a closure at every step"),
     (["model.optimizer.betas=[0.8,0.99]"], "error: unknown setting 'model.optimizer.betas'"),
+    # Other classes are built and stepped once on a dummy parameter: their own checks speak.
+    (["model.optimizer._target_=torch.optim.Adagrad", "~model.optimizer.fused", "+model.optimizer.initial_accumulator_value=-1"],
+     "error: model.optimizer (torch.optim.Adagrad) refuses its settings: Invalid initial_accumulator_value value: -1"),
+    (["model.optimizer._target_=torch.optim.SparseAdam", "~model.optimizer.fused", "~model.optimizer.weight_decay"],
+     "error: model.optimizer (torch.optim.SparseAdam) refuses its settings: SparseAdam does not support dense gradients"),
+    (["+model.optimizer.differentiable=true"], "error: model.optimizer (torch.optim.AdamW) refuses its settings"),
+    (["+model.optimizer.maximize=true"], "error: model.optimizer.maximize=true would ascend the loss"),
     (["model.decoder.hidden=[0]"], "error: model.decoder.hidden=[0] is invalid"),
     (["model.threads=-1"], "error: model.threads=-1 is invalid"),
     (["gamma=1"], "error: gamma=1 is invalid"),
