@@ -259,7 +259,7 @@ def _check_known_keys(cfg: DictConfig) -> None:
         if not target:
             continue
         try:
-            built = object_at(target)
+            built = _object_at(target)
         except (ImportError, AttributeError, ValueError):
             raise RineError(f"{section}._target_={target} cannot be imported; check its spelling") from None
         try:
@@ -276,7 +276,7 @@ def _check_known_keys(cfg: DictConfig) -> None:
                                 f"with ~{section}.{key})")
 
 
-def object_at(path: str):
+def _object_at(path: str):
     """The object a dotted `_target_` path names (module attributes allowed, e.g. torch.optim.SGD).
     Raises ImportError or AttributeError; unlike hydra.utils.get_object, logs nothing."""
     import importlib
@@ -293,31 +293,15 @@ def object_at(path: str):
     raise ImportError(f"no module in {path!r}")
 
 
-def _check_optimizer(cfg: DictConfig) -> None:
-    """model.optimizer names an importable torch.optim class this training can step, with values
-    that class accepts (rine.optimizers.check_optimizer), for both engines."""
-    import torch
-
-    target = cfg.model.optimizer.get("_target_")
-    examples = "e.g. torch.optim.AdamW (model=mlp), torch.optim.SGD (model=mlp_paper), torch.optim.Adam"
-    try:
-        optimizer = object_at(target)
-    except (ImportError, AttributeError, ValueError):
-        raise RineError(f"model.optimizer._target_={target} cannot be imported; name a torch.optim class, {examples}") from None
-    if not (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)):
-        raise RineError(f"model.optimizer._target_={target} is not a torch.optim optimizer; {examples}")
-    from rine.optimizers import check_optimizer
-
-    check_optimizer(cfg.model.optimizer)
-
-
 def validate_config(cfg: DictConfig) -> None:
     """Reject settings that would train something meaningless, before anything is written."""
     # (imported here: rine.objective imports torch, which a refused command line never needs)
     from rine.objective import BETA_SCHEDULES, DISTANCE_NORMALIZATIONS, DISTANCE_PAIRS
 
-    _check_known_keys(cfg)  # (first: a key the optimizer's class does not take is named as such)
-    _check_optimizer(cfg)
+    from rine.optimizers import check_optimizer
+
+    _check_known_keys(cfg)  # (first: an unimportable _target_, or a key its class does not take)
+    check_optimizer(cfg.model.optimizer)
     if cfg.mode not in MODES:
         raise RineError(f"mode={cfg.mode} is unknown; choose one of: {', '.join(MODES)}")
     if cfg.engine not in ("auto", "lightning"):

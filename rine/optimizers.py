@@ -61,14 +61,20 @@ def build_optimizer(config, params: list[torch.Tensor]):
 
 
 def check_optimizer(config) -> None:
-    """Raise RineError (one line) unless `config` (model.optimizer) is an optimizer this training
-    can step, with values its class accepts: for SGD/Adam/AdamW on the functional path, the
-    checks their constructors make; for any other, the class itself, built on a dummy
-    parameter and stepped once (its own checks, and e.g. SparseAdam's refusal of dense gradients)."""
+    """Raise RineError (one line) unless `config` (model.optimizer, whose _target_ imports:
+    rine.config checks that first) is a torch.optim class this training can step, with values
+    it accepts: for SGD/Adam/AdamW on the functional path, the checks their constructors make;
+    for any other, the class itself, built on a dummy parameter and stepped once (its own
+    checks, and e.g. SparseAdam's refusal of dense gradients)."""
+    from hydra.utils import get_object
+
     from rine.errors import RineError
 
     target = config.get("_target_")
     examples = "e.g. torch.optim.AdamW (model=mlp), torch.optim.SGD (model=mlp_paper), torch.optim.Adam"
+    optimizer = get_object(str(target))
+    if not (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)):
+        raise RineError(f"model.optimizer._target_={target} is not a torch.optim optimizer; {examples}")
     if config.get("maximize"):
         raise RineError("model.optimizer.maximize=true would ascend the loss rine minimises; remove it")
     functional = _functional_form(config)
