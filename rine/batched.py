@@ -110,8 +110,9 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
     class_mask = torch.where(torch.arange(k) < n_classes[:, None], 0.0, float("-inf"))[:, None, :, None]
     masked = bool((n_classes < k).any())  # no padded class: no mask to add at every step
     width = max(s[0].numel() for d in datas for s in d.train.sources)
-    x_train, x_val = _stack_sources(datas, "train", width), _stack_sources(datas, "heldout", width)
-    x_train_features, x_val_features = _features_major(x_train), _features_major(x_val)
+    # Features-major [R·n, width, N] only (StackedMLPs' layout): one copy of the data in memory.
+    x_train_features = _features_major(_stack_sources(datas, "train", width))
+    x_val_features = _features_major(_stack_sources(datas, "heldout", width))
     y_train = torch.stack([d.train.y for d in datas])
     y_val = torch.stack([d.heldout.y for d in datas])
     h_y = torch.tensor([d.h_y_bits for d in datas], dtype=torch.float64)
@@ -175,7 +176,8 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
         lr = optimizer.param_groups[0]["lr"]
         order = torch.stack([epoch_order(c.seed, epoch, n_train) for c in cfgs])
         # The epoch's samples in batch order, gathered once: each step's batch is then a view.
-        x_epoch = x_train[every_run, :, order].permute(0, 2, 3, 1).reshape(runs * n, width, n_train)
+        x_epoch = (x_train_features.view(runs, n, width, n_train)[every_run, :, :, order]  # [R, N, n, width]
+                   .permute(0, 2, 3, 1).reshape(runs * n, width, n_train))
         y_epoch = y_train[every_run, order]
         net.train()
         steps, sizes = [], []
