@@ -313,3 +313,17 @@ def test_agreeing_decoders_of_unequal_cross_entropy_are_not_invalid_and_negative
     assert "the training failed" in bounds_check(failed, cfg)["invalid_reasons"][0]
     memorised = {**failed, "usable_info_bits_train": [0.9, 0.95]}
     assert "memorises the training split" in bounds_check(memorised, cfg)["invalid_reasons"][0]
+
+
+@pytest.mark.slow  # ~5 s
+def test_a_beta_0_run_that_memorises_high_dimensional_sources_says_so(train_run):
+    # A fresh-user review's command: RDNXOR's symbols in 256 dimensions, 5,000 samples, β = 0.
+    # Both decoders peak near the exact 1 bit after 2-3 epochs, then fit the training split's
+    # noise (usable information ~1.9 bits there, below 0 held out).
+    results, _ = train_run("task=embedded", "task.pmf=rdnxor", "task.dim=256", "task.n_samples=5000", "beta=0")
+    assert results["valid"] is False and results["converged"] is False
+    assert "mean usable information (β = 0)" in results["invalid_reasons"][0]
+    warning = results["convergence_warning"]
+    assert "of x1 fell" in warning and "of x2 fell" in warning and "their decoders memorise" in warning
+    assert all(train > 1 > 0 > held_out for train, held_out in
+               zip(results["usable_info_bits_train"], results["usable_info_bits"]))
