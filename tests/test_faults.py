@@ -56,6 +56,7 @@ BAD_COMMANDS = [
      "error: model.optimizer (torch.optim.SparseAdam) refuses its settings: SparseAdam does not support dense gradients"),
     (["+model.optimizer.differentiable=true"], "error: model.optimizer (torch.optim.AdamW) refuses its settings"),
     (["+model.optimizer.maximize=true"], "error: model.optimizer.maximize=true would ascend the loss"),
+    (["model.optimizer._target_=torch.optim.RMSprop"], "error: unknown setting 'model.optimizer.fused'"),
     (["model.decoder.hidden=[0]"], "error: model.decoder.hidden=[0] is invalid"),
     (["model.threads=-1"], "error: model.threads=-1 is invalid"),
     (["gamma=1"], "error: gamma=1 is invalid"),
@@ -309,3 +310,16 @@ def test_a_refused_command_in_the_default_folders_leaves_no_empty_day_folder(tmp
     (kept / "results.json").write_text("{}")
     remove_folder_holding_only(kept, {".hydra", "train.log"})  # holds a result: left alone
     assert (kept / "results.json").is_file()
+
+
+def test_an_optimizer_keyword_the_config_leaves_out_or_its_class_refuses_says_how_to_add_or_remove_it():
+    # A fresh-user review: `model.optimizer.betas=[0.8,0.99]` (AdamW takes betas; the config does
+    # not set it) and RMSprop with model=mlp's `fused` named neither '+' nor '~'.
+    from rine.config import check_overrides, compose_config, validate_config
+    from rine.errors import RineError
+
+    with pytest.raises(RineError, match=r"add it with a '\+': \+model\.optimizer\.betas="):
+        check_overrides(["model.optimizer.betas=[0.8,0.99]"])
+    with pytest.raises(RineError, match=r"remove a setting it does not take with ~model\.optimizer\.fused"):
+        validate_config(compose_config(["model.optimizer._target_=torch.optim.RMSprop"]))
+    validate_config(compose_config(["model.optimizer._target_=torch.optim.RMSprop", "~model.optimizer.fused"]))
