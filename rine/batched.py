@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from rine.config import constraint_control, uses_ddp
-from rine.data import TaskData, check_splits, epoch_order, seed_all, train_batch_starts
+from rine.data import TaskData, check_splits, epoch_order, hold_out_inner_validation, seed_all, train_batch_starts
 from rine.errors import RineError
 from rine.files import save_torch_atomic
 from rine.info import nats_to_bits
@@ -98,6 +98,8 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
         seed_all(cfg.seed)
         data = task.setup(cfg.seed)
         check_splits(data)
+        if cfg.early_stopping.enabled:  # (the same for the whole group: batch_key)
+            hold_out_inner_validation(data, cfg.early_stopping.fraction, cfg.seed)
         datas.append(data)
         mlps += [MLP(input_shape=tuple(s.shape[1:]), n_classes=data.n_classes, **decoder) for s in data.train.sources]
     runs, n = len(cfgs), len(datas[0].train.sources)
@@ -113,8 +115,10 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
     # Features-major [R·n, width, N] only (StackedMLPs' layout): one copy of the data in memory.
     x_train_features = _features_major(_stack_sources(datas, "train", width))
     x_val_features = _features_major(_stack_sources(datas, "heldout", width))
+    x_inner_features = _features_major(_stack_sources(datas, "inner", width)) if datas[0].inner else None
     y_train = torch.stack([d.train.y for d in datas])
     y_val = torch.stack([d.heldout.y for d in datas])
+    y_inner = torch.stack([d.inner.y for d in datas]) if datas[0].inner else None
     h_y = torch.tensor([d.h_y_bits for d in datas], dtype=torch.float64)
 
     net = StackedMLPs(mlps, width, out_width=k)
@@ -212,6 +216,7 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
         net.eval()
         with torch.no_grad():
             ce, distance, tv, correct, ce_samples = evaluate(x_val_features, y_val)
+            inner = evaluate(x_inner_features, y_inner)[:4] if y_inner is not None else None
         ce_samples = ce_samples.double()  # [R, n, N]
         second_moments = torch.cat([(ce_samples.mean(1) ** 2).mean(-1)[:, None], (ce_samples**2).mean(-1)], 1)
         onehot = F.one_hot(y_val, k).double()  # [R, N, K]
@@ -228,6 +233,10 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
             per_class = h_y[r] - nats_to_bits(class_ce[r, : n_classes[r]])
             for c, value in enumerate(per_class.tolist()):
                 row[f"val/redundancy_bits_class{c}"] = value
+            if inner is not None:
+                inner_ce, inner_distance, inner_tv, inner_correct = inner
+                row.update(stage_metrics("inner", float(h_y[r]), inner_ce[r].double(), inner_distance[r], inner_tv[r],
+                                         inner_correct[r].double() / y_inner.shape[1]))
             histories[r].append(row)
         if checkpoint is not None:
             save_torch_atomic(checkpoint, {"identity": identity, "layout": StackedMLPs.LAYOUT, "epoch": epoch, "net": net.state_dict(),

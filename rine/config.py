@@ -249,7 +249,7 @@ def _check_known_keys(cfg: DictConfig) -> None:
     for key in cfg:
         if key not in base and key != "hydra":  # a sweep job's config carries Hydra's node
             raise RineError(f"unknown setting {key!r}{closest_settings(str(key), known_settings())}; nothing reads it")
-    for section in ("distance", "constraint", "report"):
+    for section in ("distance", "constraint", "report", "early_stopping"):
         for key in cfg[section]:
             if key not in base[section]:
                 name = f"{section}.{key}"
@@ -366,6 +366,16 @@ def validate_config(cfg: DictConfig) -> None:
             "(its step grows with β); use an adaptive optimizer such as the default model=mlp (AdamW), "
             "or objective=paper (β annealed as in the paper)"
         )
+    stopping = cfg.early_stopping
+    if not isinstance(stopping.enabled, bool):
+        raise RineError(f"early_stopping.enabled={stopping.enabled} is invalid; use true or false")
+    if not _is_number(stopping.fraction) or not 0 < stopping.fraction < 1:
+        raise RineError(f"early_stopping.fraction={stopping.fraction} is invalid; hold out a fraction in (0, 1) "
+                        "of the training split, e.g. 0.1")
+    if stopping.enabled and cfg.mode == "estimate" and cfg.beta > 0:
+        raise RineError(f"early_stopping applies to beta=0 trainings (usable information); at beta={cfg.beta:g} the "
+                        "agreement schedule decides when I∩ is read: drop early_stopping.enabled=true, or use beta=0 "
+                        "or mode=pid (its per-source trainings)")
     if not isinstance(cfg.report.last_epochs, int) or cfg.report.last_epochs < 1:
         raise RineError(f"report.last_epochs={cfg.report.last_epochs} is invalid; average at least 1 epoch")
     if cfg.report.progress not in ("auto", "bar", "lines", "none"):

@@ -46,6 +46,8 @@ class TaskData:
     # Image tasks: a module mapping a batch of raw images to the list of sources (with
     # `.shapes`, one per source); the splits then hold [images] only. None: sources as stored.
     views: torch.nn.Module | None = None
+    # Early stopping's inner validation split, held out of `train` (hold_out_inner_validation); None: none.
+    inner: Split | None = None
 
     @property
     def input_dims(self) -> list[int]:
@@ -149,6 +151,33 @@ def check_splits(data: TaskData) -> None:
     if len(data.heldout) < 1 or len(data.train) < 2:
         raise RineError(f"task {data.name}: {len(data.train)} training and {len(data.heldout)} held-out samples; "
                         f"at least 2 and 1 are needed (and {MIN_HELDOUT} held-out samples for a meaningful estimate)")
+
+
+def inner_validation_size(n_train: int, fraction: float, where: str) -> int:
+    """How many of n_train training samples early stopping holds out; RineError (naming `where`)
+    when either part would be too small: MIN_HELDOUT to validate on, 2 to train on."""
+    n_inner = round(n_train * fraction)
+    if n_inner < MIN_HELDOUT or n_train - n_inner < 2:
+        raise RineError(f"{where}: early_stopping.fraction={fraction:g} of {n_train} training samples leaves "
+                        f"{n_inner} for the inner validation split and {n_train - n_inner} to train on; it needs at "
+                        f"least {MIN_HELDOUT} and 2: use more samples or a larger fraction, or drop early_stopping")
+    return n_inner
+
+
+def hold_out_inner_validation(data: TaskData, fraction: float, seed: int) -> Split:
+    """Early stopping's inner validation split: a random `fraction` of data.train, moved from it
+    to data.inner (data.train keeps the rest, in its order); returns it. The draw depends only on `seed`, so every engine
+    and a resumed run hold out the same samples. Raises RineError when either part would be too
+    small (MIN_HELDOUT inner samples; 2 to train on).
+    """
+    n = len(data.train)
+    n_inner = inner_validation_size(n, fraction, f"task {data.name}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + 999_983))
+    inner, kept = order[:n_inner].sort().values, order[n_inner:].sort().values
+    source = data.train
+    data.train = Split([s[kept] for s in source.sources], source.y[kept])
+    data.inner = Split([s[inner] for s in source.sources], source.y[inner])
+    return data.inner
 
 
 def empirical_entropy_bits(y: torch.Tensor, n_classes: int) -> float:

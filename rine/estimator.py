@@ -215,9 +215,12 @@ class RedundancyEstimator(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self.recalibrate_batch_norm()
 
-    def validation_step(self, batch, batch_idx):
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
         sources, y = batch
         logits, ce, distance, tv, correct = self._losses(sources, y)
+        if dataloader_idx == 1:  # early stopping's inner validation split (rine.data.hold_out_inner_validation)
+            self._accumulate("inner", ce, distance, tv, correct)
+            return
         self._accumulate("val", ce, distance, tv, correct)
         self._accumulate_per_class(ce.mean(1), y, logits.shape[-1])
 
@@ -261,8 +264,9 @@ class RedundancyEstimator(pl.LightningModule):
                 f"training loss became NaN/inf in epoch {epoch} (counting from 0); "
                 "lower the learning rate (model.optimizer.lr) or beta"
             )
-        if "val" in self._sums:
-            metrics.update(self._epoch_metrics("val"))
+        for stage in ("val", "inner"):
+            if stage in self._sums:
+                metrics.update(self._epoch_metrics(stage))
         self.history.append(metrics)
         if self.log_history is not None and self.trainer.is_global_zero:
             self.log_history(self.history)

@@ -48,6 +48,39 @@ def summarize(history: list[dict[str, float]], last_epochs: int, n_sources: int)
     }
 
 
+def early_stopped(history: list[dict[str, float]], n_sources: int, n_inner: int) -> dict:
+    """The β = 0 figures under early stopping: each source's decoder read at the epoch where its
+    usable information on the inner validation split (n_inner samples held out of training)
+    peaked, the first such epoch on a tie. Replaces summarize's usable_info_bits (and their SEs,
+    training-split values and accuracies) and redundancy_bits, which at β = 0 is their mean.
+
+    redundancy_se_bits is the mean of the sources' SEs: the SE of their mean when their errors
+    are fully correlated, an upper bound otherwise (decoders read at different epochs share no
+    per-sample record to do better). The per-class figures mix epochs, so they are null.
+    """
+    epochs = [max(range(len(history)), key=lambda e: history[e][f"inner/usable_info_bits_x{i + 1}"])
+              for i in range(n_sources)]
+
+    def read(key: str) -> list:
+        return [history[e].get(key.format(i + 1)) for i, e in enumerate(epochs)]
+
+    usable, errors = read("val/usable_info_bits_x{}"), read("val/usable_info_se_bits_x{}")
+    return {
+        "usable_info_bits": usable,
+        "usable_info_se_bits": errors,
+        "usable_info_bits_train": read("train/usable_info_bits_x{}"),
+        "usable_info_bits_inner": read("inner/usable_info_bits_x{}"),
+        "accuracy": read("val/acc_x{}"),
+        "redundancy_bits": sum(usable) / n_sources,
+        "redundancy_se_bits": sum(errors) / n_sources if None not in errors else None,
+        "per_class_redundancy_bits": None,
+        "early_stopping_epochs": [history[e].get("epoch", e) for e in epochs],
+        "n_inner_validation": n_inner,
+        "reduction": (f"each decoder at the epoch where its usable information on the inner validation split "
+                      f"({n_inner} training samples held out) peaked (early stopping)"),
+    }
+
+
 def constraint_check(summary: dict, cfg: DictConfig) -> dict:
     """Whether the decoders agree enough for I∩ to be a redundancy (the constraint D = 0).
 
@@ -106,7 +139,8 @@ def bounds_check(outcome: dict, cfg: DictConfig) -> dict:
                          "(or let beta_schedule=constrained raise it) or model.optimizer.lr")
             else:
                 cause = ("its decoder memorises the training split, e.g. on high-dimensional sources or few samples, "
-                         "most at beta=0: give more samples or train fewer epochs (trainer.max_epochs)")
+                         "most at beta=0: give more samples, or at beta=0 read each decoder before it memorises "
+                         "with early_stopping.enabled=true")
             reasons.append(f"usable information of x{i + 1} is {u:.3g} bits, below 0 by more than {tolerance(u_se):.3g} "
                            f"({cause})")
     if redundancy < -tolerance(se):
@@ -133,6 +167,9 @@ def outcome_of(history: list[dict], data, cfg: DictConfig) -> dict:
     """What results.json reports of a finished training, from its per-epoch history."""
     n_sources = len(data.train.sources) if data.views is None else len(data.views.shapes)
     summary = summarize(history, cfg.report.last_epochs, n_sources)
+    stopped_early = data.inner is not None
+    if stopped_early:  # (a β = 0 training: config.validate_config, rine.pid)
+        summary.update(early_stopped(history, n_sources, len(data.inner)))
     outcome = {
         **summary,
         "h_y_bits": data.h_y_bits,
@@ -148,7 +185,8 @@ def outcome_of(history: list[dict], data, cfg: DictConfig) -> dict:
     }
     outcome.update(constraint_check(outcome, cfg))
     outcome.update(bounds_check(outcome, cfg))
-    outcome.update(convergence_check(history, n_sources))
+    # (Early stopping reads each decoder before it memorises: no memorisation check.)
+    outcome.update(convergence_check(history, None if stopped_early else n_sources))
     return outcome
 
 
@@ -189,7 +227,8 @@ def convergence_check(history: list[dict], n_sources: int | None = None) -> dict
             return {"converged": False, "convergence_warning": (
                 f"the held-out usable information of {'; of '.join(falls)}: "
                 f"{'its decoder memorises' if len(falls) == 1 else 'their decoders memorise'} the training split, "
-                "so the figure is low: give more samples or train fewer epochs "
+                "so the figure is low: use early_stopping.enabled=true (reads each decoder at its best epoch on an "
+                "inner validation split), give more samples, or train fewer epochs "
                 f"(trainer.max_epochs={max(max(best_epochs) + 1, 3)})")}
     middle = int(2 * len(curve) / 3)
     rise = sum(curve[-3:]) / 3 - sum(curve[middle - 1: middle + 2]) / 3

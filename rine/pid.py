@@ -116,14 +116,16 @@ def train_pid(cfg: DictConfig, task, run_dir: Path) -> dict:
     redundancy run's outcome with `pid` (the atoms, their standard errors and warnings) added.
 
     Every number comes from the same trainer (rine.training.fit) and reduction (mean of the
-    last `report.last_epochs` held-out epochs).
+    last `report.last_epochs` held-out epochs; with early_stopping.enabled, the β = 0 trainings'
+    figures are read at their best epochs on an inner validation split: rine.outcome.early_stopped).
     """
     def show(what: str) -> None:  # which training runs (report.progress=none: quiet)
         if cfg.report.progress != "none":
             print(f"mode=pid: training {what}", file=sys.stderr, flush=True)
 
     show(f"the redundancy (all sources, β = {cfg.beta:g})")
-    outcome = fit(cfg, task, run_dir)
+    # Early stopping applies to the β = 0 trainings; a β > 0 I∩ is read when the agreement schedule ends.
+    outcome = fit(cfg if cfg.beta == 0 else OmegaConf.merge(cfg, {"early_stopping": {"enabled": False}}), task, run_dir)
     n = outcome["n_sources"]
     usable_cfg = OmegaConf.merge(cfg, {"beta": 0})
     runs = {f"usable_x{i + 1}": SourceSubset(task, [i]) for i in range(n)}

@@ -45,6 +45,13 @@ def check(cfg: DictConfig, run_dir: str | Path, tasks: dict | None = None) -> At
         if key not in tasks:
             tasks[key] = build(cfg.task)
         task = tasks[key]
+    if cfg.early_stopping.enabled:
+        # The training split's size is known once the task is set up: checked before a run writes
+        # anything (early stopping is opt-in; its runs pay one more setup).
+        from rine.data import inner_validation_size
+
+        data = task.setup(cfg.seed)
+        inner_validation_size(len(data.train), cfg.early_stopping.fraction, f"task {data.name}")
     attempt = previous_attempt(cfg, run_dir, task)
     if cfg.mode == "pid":
         # mode=pid trains several models in one folder: a killed one starts afresh.

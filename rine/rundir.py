@@ -78,13 +78,18 @@ RESULTS_SCHEMA = {
     "resume_from": "the checkpoint this attempt resumed from (null: from scratch)",
     "started_at": "UTC start time of this attempt",
     # the estimate: written when it completes
-    "redundancy_bits": "I∩ = H(Y) − mean_i CE_i on the held-out split: the mean of the last report.last_epochs epochs",
+    "redundancy_bits": "I∩ = H(Y) − mean_i CE_i on the held-out split: the mean of the last report.last_epochs epochs "
+                       "(early_stopping: see reduction)",
     "redundancy_bits_final": "the same, final epoch",
     "redundancy_se_bits": "standard error of the held-out mean behind redundancy_bits",
     "usable_info_bits": "per source, H(Y) − CE_i of the same decoders (same reduction)",
     "usable_info_bits_final": "the same, final epoch",
     "usable_info_se_bits": "their standard errors",
     "usable_info_bits_train": "the same on the training split (memorising when far above the held-out)",
+    "usable_info_bits_inner": "early_stopping only: the same on the inner validation split, at each decoder's chosen epoch",
+    "early_stopping_epochs": "early_stopping only: per source, the epoch its figures are read at (its best on the "
+                             "inner validation split)",
+    "n_inner_validation": "early_stopping only: training samples held out as the inner validation split",
     "per_class_redundancy_bits": "per class c: H(Y) − the held-out mean, over samples with y = c, of mean_i CE_i "
                                  "(null: no held-out sample of c)",
     "class_names": "the classes, in the order of per_class_redundancy_bits",

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from rine.config import build, constraint_control
 from rine.console import EpochLines, quiet_framework_output
-from rine.data import TaskData, TensorBatches, check_splits, seed_all
+from rine.data import TaskData, TensorBatches, check_splits, hold_out_inner_validation, seed_all
 from rine.errors import RineError
 from rine.estimator import BetaSchedule, RedundancyEstimator
 from rine.files import save_torch_atomic
@@ -106,6 +106,8 @@ def fit(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None) -
     seed_all(cfg.seed)
     data = task.setup(cfg.seed)
     check_splits(data)
+    if cfg.early_stopping.enabled:
+        hold_out_inner_validation(data, cfg.early_stopping.fraction, cfg.seed)
     progress = progress_display(cfg, data)
     module = build_estimator(cfg, data, run_dir, progress)
     callbacks = [BetaSchedule(cfg.beta, cfg.gamma, cfg.beta_schedule, constraint_control(cfg))]
@@ -120,6 +122,8 @@ def fit(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None) -
         # Images are decoded once and kept on the training device: batches are cut there.
         device = trainer.strategy.root_device
         data.train, data.heldout = data.train.to(device), data.heldout.to(device)
+        if data.inner is not None:
+            data.inner = data.inner.to(device)
     shard = {"rank": trainer.global_rank, "world_size": trainer.world_size}  # DDP: this process's share
     outcome = None
     try:
@@ -129,7 +133,8 @@ def fit(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None) -
                 data.train, cfg.model.batch_size, shuffle=True, seed=cfg.seed,
                 current_epoch=lambda: trainer.current_epoch, **shard,
             ),
-            val_dataloaders=TensorBatches(data.heldout, cfg.model.eval_batch_size, shuffle=False, **shard),
+            val_dataloaders=[TensorBatches(split, cfg.model.eval_batch_size, shuffle=False, **shard)
+                             for split in (data.heldout, data.inner) if split is not None],
             ckpt_path=resume_from,
             weights_only=True,  # a checkpoint is data: nothing in it is executed
         )

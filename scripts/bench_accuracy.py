@@ -8,7 +8,8 @@ Tasks: the four canonical pmfs (unq, and, rdnxor, imperfectrdn) with their sourc
 embedded in R^d (task=embedded), and RDNXOR shown as MNIST digits (task=mnist_embedded, d =
 784 pixels). Estimators, every one on the same samples of each (task, d, n, seed):
   RINE      rine at the default config's β, held-out split (results.json redundancy_bits);
-  MMI       min_i usable information of rine's β = 0 runs (trained in the same batch);
+  MMI       min_i usable information of rine's β = 0 runs, early-stopped on an inner validation
+            split (early_stopping.enabled=true: at β = 0 high-dimensional decoders memorise);
   CVX       k-means on each source's training samples, then dit's BROJA on the empirical pmf
             of (clusters, y) (Liang et al., NeurIPS 2023; rine.baselines.kmeans_broja);
   GC-MMI    min_i I(X_i; Y), hoi's Gaussian-copula estimate on the training split (skipped,
@@ -117,9 +118,9 @@ def rine_configs(args, points: list[dict]) -> tuple[list, list[Path], list[tuple
     epochs = [f"trainer.max_epochs={args.epochs}"] if args.epochs else []
     cfgs, dirs, owners = [], [], []
     for i, point in enumerate(points):
-        for kind, beta in (("rine", default_beta), ("mmi", 0)):
+        for kind, beta, stopping in (("rine", default_beta, []), ("mmi", 0, ["early_stopping.enabled=true"])):
             cfgs.append(compose_config([*point["overrides"], f"seed={point['seed']}", f"beta={beta}", *epochs,
-                                        "report.progress=none", *args.overrides]))
+                                        "report.progress=none", *stopping, *args.overrides]))
             dirs.append(Path(args.out) / "runs" / f"{point['name']}_beta{beta:g}")
             owners.append((i, kind))
     return cfgs, dirs, owners

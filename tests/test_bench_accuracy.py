@@ -11,7 +11,8 @@ import pytest
 from conftest import ROOT, assert_one_line_error
 
 import rine.tasks.mnist as mnist
-from rine.baselines import broja_bits, empirical_cluster_pmf, gaussian_copula_mmi, hoi_available, kmeans_broja
+from rine.baselines import (broja_bits, empirical_cluster_pmf, gaussian_copula_mmi, hoi_available, kmeans_broja,
+                            kmeans_labels)
 from rine.errors import RineError
 from rine.pmf import load_pmf
 from rine.tasks.embedded import EmbeddedTask
@@ -90,8 +91,12 @@ def test_kmeans_broja_on_separable_points_is_dits_broja_of_the_samples_pmf(pmf):
     y = data.train.y.numpy()
     expected = broja_bits(empirical_cluster_pmf(symbols, y))
     found = kmeans_broja([s.numpy() for s in data.train.sources], y)
-    # the same pmf up to the clusters' names: equal up to dit's optimiser tolerance (~1e-8)
-    assert found == pytest.approx(expected, abs=1e-6)
+    clustered = empirical_cluster_pmf([kmeans_labels(s.numpy()) for s in data.train.sources], y).table
+    # the same pmf up to the clusters' numbering (clusters = symbols)
+    assert sorted(clustered.ravel()) == sorted(empirical_cluster_pmf(symbols, y).table.ravel())
+    # and dit's BROJA of it, up to its optimiser's spread: it is not repeatable on one pmf even
+    # with numpy's and dit's generators seeded (3e-6 between calls here; 7e-5 once under xdist)
+    assert found == pytest.approx(expected, abs=2e-4)
     exact = broja_bits(load_pmf(pmf))  # and the plug-in pmf is near the true one
     assert found == pytest.approx(exact, abs=0.03)
 

@@ -74,6 +74,14 @@ BAD_COMMANDS = [
     (["task=unq", "width=4"], "error: width= is read only by the image tasks"),
     (["pmf_file=rine/pmfs/and.csv"], "error: pmf_file= is read only by task=pmf; task=rdnxor does not read it"),
     (["task=pmf", "data_file=x.npz", "pmf_file=rine/pmfs/and.csv"], "error: data_file= is read only by task=arrays"),
+    # Early stopping reads a β = 0 decoder at its best epoch; a β > 0 I∩ has no such epoch.
+    (["early_stopping.enabled=true"], "error: early_stopping applies to beta=0 trainings"),
+    (["beta=0", "early_stopping.enabled=yes please"], "error: early_stopping.enabled=yes please is invalid"),
+    (["beta=0", "early_stopping.enabled=true", "early_stopping.fraction=1"], "error: early_stopping.fraction=1 is invalid"),
+    (["beta=0", "early_stopping.enabled=true", "early_stopping.fraction=0"], "error: early_stopping.fraction=0 is invalid"),
+    (["early_stopping.patience=3"], "error: unknown setting 'early_stopping.patience'"),
+    (["task=embedded", "task.n_samples=100", "beta=0", "early_stopping.enabled=true"],
+     "error: task embedded: early_stopping.fraction=0.1 of 80 training samples leaves 8 for the inner validation split"),
 ]
 
 
