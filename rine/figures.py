@@ -2,8 +2,9 @@
 
 Four panels over the epochs, held-out solid and training split dashed: the redundancy I∩
 (with the true redundancy of a known distribution, and the reported figure: the mean of the
-last report.last_epochs epochs), each source's usable information H(Y) − CE_i (with the
-exact I(Xi;Y) when known), the decoders' disagreement (mean total variation, log scale, with
+last report.last_epochs epochs, or with early stopping the chosen epochs), each source's usable
+information H(Y) − CE_i (with the exact I(Xi;Y) when known, and a dot where early stopping
+reads it), the decoders' disagreement (mean total variation, log scale, with
 the distance.warn_above threshold) and β_t. Enough to see at a glance whether the run
 converged and whether its decoders agree. Drawn by rine.run when a run completes (both
 engines), from the same per-epoch history as csv/metrics.csv.
@@ -107,9 +108,11 @@ def _plot_run(fig, history, results: dict, warn_above: float | None, last_epochs
     if truth:
         ax.axhspan(truth[0] - 0.005, truth[1] + 0.005, color="tab:green", alpha=0.25, label="true")
     reported = results.get("redundancy_bits")
+    stopped = results.get("early_stopping_epochs")  # read at these epochs, not at the last ones
     if reported is not None:
-        tail = epochs[-max(1, min(last_epochs or 1, len(epochs))):]
-        ax.plot([tail[0], tail[-1]], [reported] * 2, color="black", lw=2, label=f"reported {reported:.3f}")
+        tail = epochs[-max(1, min(last_epochs or 1, len(epochs))):] if not stopped else [min(stopped), max(stopped)]
+        ax.plot([tail[0], tail[-1]], [reported] * 2, color="black", lw=2, marker="|" if stopped else None,
+                label=f"reported {reported:.3f}")
     # An explicit y keeps the title where matplotlib would put it (no ticks above the axes)
     # but skips its automatic placement, which measures every axis: ~40% of a figure's cost.
     ax.set_title("redundancy I∩" if agreement_asked else "I∩ at β = 0 (mean usable info.)", y=1.0)
@@ -119,6 +122,9 @@ def _plot_run(fig, history, results: dict, warn_above: float | None, last_epochs
     for i, (name, color) in enumerate(zip(names, _colors(len(names)))):
         ax.plot(epochs, curves[f"val/usable_info_bits_x{i + 1}"], color=color, label=name)
         ax.plot(epochs, curves[f"train/usable_info_bits_x{i + 1}"], color=color, ls="--", lw=1)
+        if stopped:  # the epoch each decoder is read at (its best on the inner validation split)
+            ax.plot([stopped[i]], [results["usable_info_bits"][i]], color=color, marker="o",
+                    label="early stopping" if i == len(names) - 1 else None)
         if reference.get("mi_sources"):
             ax.axhline(reference["mi_sources"][i], color=color, ls=":", lw=1,
                        label="exact I(Xi;Y)" if i == len(names) - 1 else None)
