@@ -250,6 +250,10 @@ def _check_known_keys(cfg: DictConfig) -> None:
         if key not in base and key != "hydra":  # a sweep job's config carries Hydra's node
             raise RineError(f"unknown setting {key!r}{closest_settings(str(key), known_settings())}; nothing reads it")
     for section in ("distance", "constraint", "report", "early_stopping"):
+        if not OmegaConf.is_dict(cfg[section]):  # e.g. early_stopping=true, for early_stopping.enabled=true
+            keys = ", ".join(f"{section}.{key}" for key in base[section])
+            raise RineError(f"{section}={cfg[section]} is invalid: {section} is a group of settings ({keys}); "
+                            f"set one of them, e.g. {section}.{next(iter(base[section]))}=...")
         for key in cfg[section]:
             if key not in base[section]:
                 name = f"{section}.{key}"
@@ -321,6 +325,10 @@ def validate_config(cfg: DictConfig) -> None:
     precision = str(cfg.trainer.precision)
     if "16" in precision and "bf16" not in precision:
         raise RineError(f"trainer.precision={precision} is not supported; use 32 or bf16-mixed")
+    if cfg.mode == "pid" and _is_number(beta) and beta == 0:
+        # Its I∩ would be the decoders' mean usable information, which is no redundancy.
+        raise RineError("mode=pid needs beta > 0: its redundancy atom is the I∩ of agreeing decoders (its per-source "
+                        "trainings run at β = 0 by themselves); drop beta=0")
     if cfg.mode == "pid" and uses_ddp(cfg):
         # Lightning starts the other DDP processes once per script; pid trains several models.
         raise RineError("mode=pid cannot run under trainer=ddp; drop trainer=ddp for mode=pid")
@@ -369,9 +377,9 @@ def validate_config(cfg: DictConfig) -> None:
     stopping = cfg.early_stopping
     if not isinstance(stopping.enabled, bool):
         raise RineError(f"early_stopping.enabled={stopping.enabled} is invalid; use true or false")
-    if not _is_number(stopping.fraction) or not 0 < stopping.fraction < 1:
-        raise RineError(f"early_stopping.fraction={stopping.fraction} is invalid; hold out a fraction in (0, 1) "
-                        "of the training split, e.g. 0.1")
+    if not _is_number(stopping.fraction) or not 0 < stopping.fraction <= 0.5:
+        raise RineError(f"early_stopping.fraction={stopping.fraction} is invalid; hold out a fraction in (0, 0.5] "
+                        "of the training split (the rest trains), e.g. 0.1")
     if stopping.enabled and cfg.mode == "estimate" and cfg.beta > 0:
         raise RineError(f"early_stopping applies to beta=0 trainings (usable information); at beta={cfg.beta:g} the "
                         "agreement schedule decides when I∩ is read: drop early_stopping.enabled=true, or use beta=0 "

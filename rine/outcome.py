@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 def summarize(history: list[dict[str, float]], last_epochs: int, n_sources: int) -> dict:
@@ -56,7 +56,8 @@ def early_stopped(history: list[dict[str, float]], n_sources: int, n_inner: int)
 
     redundancy_se_bits is the mean of the sources' SEs: the SE of their mean when their errors
     are fully correlated, an upper bound otherwise (decoders read at different epochs share no
-    per-sample record to do better). The per-class figures mix epochs, so they are null.
+    per-sample record to do better). The per-class figures mix epochs, so they are null; the
+    disagreement figures stay the last epochs' (at β = 0 nothing is checked on them).
     """
     epochs = [max(range(len(history)), key=lambda e: history[e][f"inner/usable_info_bits_x{i + 1}"])
               for i in range(n_sources)]
@@ -137,6 +138,10 @@ def bounds_check(outcome: dict, cfg: DictConfig) -> dict:
                 cause = (f"it fits the training split no better (usable information there {u_train:.3g} bits): the "
                          "training failed, e.g. a beta or learning rate too large for the optimizer: lower beta "
                          "(or let beta_schedule=constrained raise it) or model.optimizer.lr")
+            elif OmegaConf.select(cfg, "early_stopping.enabled", default=False):
+                cause = ("its decoder memorises the training split even at its best epoch on the inner validation "
+                         "split: too few samples for these sources; give more samples or smaller decoders "
+                         "(model.decoder.hidden)")
             else:
                 cause = ("its decoder memorises the training split, e.g. on high-dimensional sources or few samples, "
                          "most at beta=0: give more samples, or at beta=0 read each decoder before it memorises "

@@ -142,15 +142,24 @@ def train_pid(cfg: DictConfig, task, run_dir: Path) -> dict:
     pid = atoms(outcome["redundancy_bits"], [bits[u] for u in usable_names], bits["joint"])
     se = atom_errors(outcome.get("redundancy_se_bits") or 0.0, [errors[u] for u in usable_names], errors["joint"])
     floor = cfg.report.bounds_tolerance_bits
+    # What a β = 0 training says of itself (memorising, invalid, still rising) explains its atoms
+    # first: a unique or synergy atom is its usable information less I∩.
+    trainings = []
+    for name, r in trained.items():
+        for text in (*(r.get("invalid_reasons") or []), r.get("convergence_warning")):
+            if text:
+                trainings.append(f"the β = 0 training of {name.replace('_', ' ')} (pid/{name}): {text}")
     pid.update(
         se=se,
         disagreement_tv=outcome["disagreement_tv"],
         exact=exact_atoms(outcome.get("reference")),
         note=None if n == 2 else N_GT_2_NOTE,
-        warnings=untrusted_atoms(pid, se, floor),
+        warnings=trainings + untrusted_atoms(pid, se, floor),
         figure=PID_FIGURE,
         runs={name: f"pid/{name}" for name in runs},
     )
+    if cfg.early_stopping.enabled:
+        pid["early_stopping_epochs"] = {name: r.get("early_stopping_epochs") for name, r in trained.items()}
     # I∩ <= min_i I(Xi;Y), with each I(Xi;Y) measured alone at β = 0.
     weakest = min(usable_names, key=lambda u: bits[u])
     tolerance = max(floor, 3 * math.hypot(se["redundancy"], errors[weakest]))

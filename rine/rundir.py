@@ -96,8 +96,8 @@ RESULTS_SCHEMA = {
     "source_names": "the sources' names, in the order of usable_info_bits (x1, x2, ... unless named, e.g. by "
                     "rine.estimate_redundancy({name: array, ...}))",
     "accuracy": "per source, held-out accuracy of its decoder",
-    "disagreement_tv": "the decoders' held-out mean total variation ½‖p_i − p_j‖₁ (same reduction): what the "
-                       "constraint check reads",
+    "disagreement_tv": "the decoders' held-out mean total variation ½‖p_i − p_j‖₁ (same reduction; with "
+                       "early_stopping the last epochs'): what the constraint check reads",
     "disagreement_tv_final": "the same, final epoch",
     "disagreement_tv_train": "the same on the training split (during training)",
     "constraint_met": "disagreement_tv <= distance.warn_above (null for β = 0: nothing asked)",
@@ -120,7 +120,8 @@ RESULTS_SCHEMA = {
     "n_heldout": "held-out samples",
     "epochs": "epochs trained",
     "pid": "mode=pid: redundancy, unique, synergy, joint, usable, se, disagreement_tv, exact, note, warnings, "
-           "figure, runs",
+           "figure, runs (and early_stopping_epochs of each β = 0 training with early_stopping; warnings include "
+           "what those trainings say of themselves)",
     "resumed": "true when this run continued a killed attempt",
     "batched_with": "how many runs trained in one batched computation with it",
     "wall_seconds": "this attempt's wall time",

@@ -61,6 +61,8 @@ FULL = {"tasks": [*CANONICAL, MNIST], "dims": [2, 16, 256, 1024], "ns": [1000, 1
         "mnist_ns": [10000], "seeds": 3}
 QUICK = {"tasks": ["rdnxor", MNIST], "dims": [16, 256], "ns": [10000], "mnist_ns": [2000], "seeds": 1}
 QUICK_MNIST_EPOCHS = 8  # --quick keeps the CNN runs small: about a minute on one core
+MIN_SAMPLES = 50
+GRID_KEYS = ("beta", "seed", "mode", "early_stopping", "early_stopping.enabled", "trainer.max_epochs")
 ESTIMATORS = ("RINE", "MMI (RINE β=0)", "CVX (k-means + BROJA)", "GC-MMI (hoi)")
 COLUMNS = ["task", "d", "n", "truth", "estimator", "mean", "std", "abs_error", "seconds_per_estimate",
            "n_seeds", "truth_low", "truth_high", "truth_exact", "loss_bound", "digit_accuracy", "note"]
@@ -84,8 +86,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     for key in ("tasks", "dims", "ns", "mnist_ns", "seeds"):
         if getattr(args, key) is None:
             setattr(args, key, grid[key])
-    if args.seeds < 1 or min(args.dims) < 1 or min(args.ns + args.mnist_ns) < 10:
-        parser.error("--seeds, --dims must be >= 1 and --ns, --mnist-n >= 10")
+    problem = None
+    if args.seeds < 1 or min(args.dims) < 1 or (args.epochs is not None and args.epochs < 1):
+        problem = "--seeds, --dims and --epochs must be >= 1"
+    elif min(args.ns + args.mnist_ns) < MIN_SAMPLES:
+        problem = f"--ns and --mnist-n must be >= {MIN_SAMPLES} (10 held-out samples at the 20% held-out split)"
+    # Keys the grid itself sets: an override of one would relabel the table's rows silently.
+    for override in args.overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key in GRID_KEYS or key.startswith("task"):
+            problem = (f"{override}: the bench sets {key} itself; choose it with --tasks, --dims, --ns, --seeds "
+                       "or --epochs")
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     return args
 
 
@@ -303,7 +317,10 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     try:
         out = check_out_dir(args.out)
+        from rine.config import check_overrides
         from rine.console import quiet_framework_output
+
+        check_overrides(args.overrides)  # a misspelt key: one line here, not Hydra's page
         from rine.run import run_many
 
         quiet_framework_output()

@@ -90,3 +90,6 @@ def test_mode_pid_stops_its_beta_0_trainings_early_and_not_its_redundancy(train_
     for name in ("usable_x1", "usable_x2", "joint"):  # each β = 0 training holds out its inner split
         assert "inner/usable_info_bits_x1" in (run_dir / "pid" / name / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert results["pid"]["unique"] == pytest.approx([0, 0], abs=0.05)  # RDNXOR: no unique information
+    assert set(results["pid"]["early_stopping_epochs"]) == {"usable_x1", "usable_x2", "joint"}
+    assert all(len(epochs) == (2 if name == "joint" else 1) or name == "joint"
+               for name, epochs in results["pid"]["early_stopping_epochs"].items())

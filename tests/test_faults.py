@@ -80,6 +80,12 @@ BAD_COMMANDS = [
     (["beta=0", "early_stopping.enabled=true", "early_stopping.fraction=1"], "error: early_stopping.fraction=1 is invalid"),
     (["beta=0", "early_stopping.enabled=true", "early_stopping.fraction=0"], "error: early_stopping.fraction=0 is invalid"),
     (["early_stopping.patience=3"], "error: unknown setting 'early_stopping.patience'"),
+    (["beta=0", "early_stopping.enabled=true", "early_stopping.fraction=0.99"], "error: early_stopping.fraction=0.99 is invalid"),
+    # A group of settings given one value (a fresh user's early_stopping=true) is one line, not a TypeError.
+    (["beta=0", "early_stopping=true"], "error: early_stopping=True is invalid: early_stopping is a group of settings"),
+    (["report=true"], "error: report=True is invalid: report is a group of settings"),
+    (["distance=5"], "error: distance=5 is invalid: distance is a group of settings"),
+    (["mode=pid", "beta=0"], "error: mode=pid needs beta > 0"),
     (["task=embedded", "task.n_samples=100", "beta=0", "early_stopping.enabled=true"],
      "error: task embedded: early_stopping.fraction=0.1 of 80 training samples leaves 8 for the inner validation split"),
 ]
