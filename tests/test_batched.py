@@ -249,3 +249,20 @@ def test_other_optimizers_are_built_as_their_class():
     built = build_optimizer(OmegaConf.create({"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01,
                                               "differentiable": True}), params)
     assert isinstance(built, torch.optim.SGD)  # an option the functional path does not take
+
+
+def test_a_group_too_large_for_the_free_memory_trains_in_parts_with_the_same_numbers(tmp_path, monkeypatch, capsys):
+    # bench_accuracy's d = 1,024, n = 50,000 with 3 seeds: 24 runs of 1.5 GB each in 24 GB.
+    import rine.run
+
+    cfgs = [compose_config(["task=rdnxor", f"seed={s}", "trainer.max_epochs=2", "report.last_epochs=1"])
+            for s in range(4)]
+    whole = run_many(cfgs, [tmp_path / f"whole{i}" for i in range(4)])
+    per_run = rine.run.DATA_COPIES * 4 * 2 * 10_000 * 4  # float32, 2 sources of 4 one-hot columns, 10,000 samples
+    monkeypatch.setattr(rine.run, "_available_memory_bytes", lambda: int(2.5 * per_run / 0.8))
+    parts = run_many(cfgs, [tmp_path / f"parts{i}" for i in range(4)])
+    assert "note: 4 runs train in parts of 2" in capsys.readouterr().err
+    assert [r["batched_with"] for r in whole] == [4] * 4 and [r["batched_with"] for r in parts] == [2] * 4
+    for together, apart in zip(whole, parts):
+        assert apart["seed"] == together["seed"]
+        assert apart["curve"]["redundancy_bits"] == pytest.approx(together["curve"]["redundancy_bits"], abs=1e-6)
