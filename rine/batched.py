@@ -217,6 +217,11 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
         with torch.no_grad():
             ce, distance, tv, correct, ce_samples = evaluate(x_val_features, y_val)
             inner = evaluate(x_inner_features, y_inner)[:4] if y_inner is not None else None
+        finite = torch.isfinite(ce).all(1)
+        if not finite.all():  # e.g. a learning rate so large that the recalibrated BatchNorm overflows
+            bad = [c.seed for c, ok in zip(cfgs, finite) if not ok]
+            raise RineError(f"the held-out cross-entropy became NaN/inf in epoch {epoch} (seeds {bad}); "
+                            "lower the learning rate or beta")
         ce_samples = ce_samples.double()  # [R, n, N]
         second_moments = torch.cat([(ce_samples.mean(1) ** 2).mean(-1)[:, None], (ce_samples**2).mean(-1)], 1)
         onehot = F.one_hot(y_val, k).double()  # [R, N, K]

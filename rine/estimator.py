@@ -267,6 +267,9 @@ class RedundancyEstimator(pl.LightningModule):
         for stage in ("val", "inner"):
             if stage in self._sums:
                 metrics.update(self._epoch_metrics(stage))
+        if not math.isfinite(metrics.get("val/redundancy_bits", 0.0)):
+            raise RineError(f"the held-out cross-entropy became NaN/inf in epoch {epoch}; "
+                            "lower the learning rate (model.optimizer.lr) or beta")
         self.history.append(metrics)
         if self.log_history is not None and self.trainer.is_global_zero:
             self.log_history(self.history)

@@ -51,8 +51,14 @@ class SourceSubset:
         names = data.source_names
         if names is not None:
             names = [names[i] for i in self.select] if self.select is not None else [" + ".join(names)]
+        reference = data.reference
+        if reference and reference.get("mi_sources"):
+            # What bounds this training's sources: each selected I(Xi;Y), or for all sources as one
+            # input I(X1..Xn;Y) (the per-source values would flag a correct joint figure).
+            mi = [reference["mi_sources"][i] for i in self.select] if self.select is not None else [reference["mi_joint"]]
+            reference = {"h_y": reference.get("h_y"), "mi_sources": mi}
         return dataclasses.replace(data, train=self._select(data.train), heldout=self._select(data.heldout),
-                                   source_names=names)
+                                   source_names=names, reference=reference)
 
 
 CONTINUOUS_NOTE = (
@@ -164,7 +170,8 @@ def train_pid(cfg: DictConfig, task, run_dir: Path) -> dict:
     weakest = min(usable_names, key=lambda u: bits[u])
     tolerance = max(floor, 3 * math.hypot(se["redundancy"], errors[weakest]))
     reasons = list(outcome.get("invalid_reasons") or [])
-    if pid["redundancy"] > bits[weakest] + tolerance:
+    # (against 0 at least: a usable information estimated below 0 is noise around a true value >= 0)
+    if pid["redundancy"] > max(bits[weakest], 0.0) + tolerance:
         reasons.append(f"I∩ = {pid['redundancy']:.3g} bits exceeds I({weakest.split('_')[1].upper()};Y) = "
                        f"{bits[weakest]:.3g} (its source alone, β = 0) by more than {tolerance:.3g}")
     draw_pid(pid, run_dir / PID_FIGURE, title=f"{task.name}  β={cfg.beta:g}")

@@ -79,6 +79,18 @@ def test_nan_loss_stops_with_the_epoch_and_a_failed_results_file(train_run, tmp_
     assert "NaN" in on_disk["error"]
 
 
+def test_a_held_out_figure_that_becomes_nan_stops_the_run_too(train_run, tmp_path):
+    # A fresh user's: AdamW at lr 1e12 kept a finite training loss (~3e11) while the recalibrated
+    # BatchNorm overflowed held out: the run printed "I∩ = nan bits", complete and valid.
+    with pytest.raises(RineError, match=r"held-out cross-entropy became NaN/inf in epoch 0"):
+        train_run("task=rdnxor", "model.optimizer.lr=1e12", "trainer.max_epochs=3")
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "failed"
+    # Lightning's engine stays finite there (its figure, ~-4e11 bits, is flagged invalid).
+    results, _ = train_run("task=rdnxor", "model.optimizer.lr=1e12", "trainer.max_epochs=3", "engine=lightning",
+                           name="lightning")
+    assert results["valid"] is False
+
+
 def test_summary_line_names_task_estimate_truth_and_folder():
     line = format_summary({
         "task": "rdnxor", "beta": 15, "redundancy_bits": 0.9712, "run_dir": "outputs/x",
