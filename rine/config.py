@@ -40,12 +40,15 @@ def _mixed_precision(accelerator: str) -> str:
 
 def _job_dirname(overrides) -> str:
     """A sweep job's folder name from its overrides ('beta=5,seed=0,task=unq'), flat: a path
-    value is shown by its file's stem, so `pmf_file=/abs/a.csv` gives 'pmf_file=a', not nested folders."""
+    value is shown by its file's stem and a short hash of the path as given, so
+    `pmf_file=/abs/a.csv` gives 'pmf_file=a-1b2c3d', not nested folders, and two files of one
+    name in different folders get different folders (the stem alone once gave both one)."""
     parts = []
     for override in sorted(str(o) for o in overrides):
         key, _, value = override.partition("=")
         if "/" in value:
-            value = Path(value.strip("'\"")).stem
+            path = value.strip("'\"")
+            value = f"{Path(path).stem}-{hashlib.sha256(path.encode()).hexdigest()[:6]}"
         parts.append(f"{key}={value}")
     return ",".join(parts)
 

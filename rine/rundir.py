@@ -202,9 +202,9 @@ def previous_attempt(cfg: DictConfig, run_dir: str | Path, task) -> Attempt:
     if not same_config or recorded.get("data_sha256") != data_fingerprint(task):
         if recorded is not None and recorded.get("status") in ("interrupted", "complete"):
             # Reusing a folder is allowed (a config or data edited on purpose), but never silently.
-            what = "settings" if not same_config else "data"
-            print(f"note: {run_dir} held a {recorded.get('status')} run of other {what} "
-                  f"(task={recorded.get('task')}, beta={recorded.get('beta')}, seed={recorded.get('seed')}); "
+            what = f"settings ({_settings_changed(run_dir, cfg)})" if not same_config else "data"
+            print(f"note: {run_dir} held a {recorded.get('status')} run (task={recorded.get('task')}, "
+                  f"beta={recorded.get('beta')}, seed={recorded.get('seed')}) of other {what}; "
                   "it is replaced by this one", file=sys.stderr, flush=True)
         return Attempt(task)
     status = recorded.get("status")
@@ -213,6 +213,27 @@ def previous_attempt(cfg: DictConfig, run_dir: str | Path, task) -> Attempt:
     checkpoint = run_dir / CHECKPOINT
     resumable = status in ("running", "interrupted") and checkpoint.is_file() and readable_checkpoint(checkpoint)
     return Attempt(task, checkpoint if resumable else None)
+
+
+def _settings_changed(run_dir: Path, cfg: DictConfig) -> str:
+    """'early_stopping.fraction: 0.1 -> 0.2, ...': what differs from the run recorded in run_dir
+    (its config file, read as data), at most three settings named."""
+    def flat(node, prefix=""):
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                out.update(flat(value, f"{prefix}{key}."))
+            return out
+        return {prefix[:-1]: node}
+
+    try:
+        before = flat(OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE)))
+    except Exception:  # noqa: BLE001 - an unreadable record: nothing to compare
+        return "its config file unreadable"
+    after = flat(OmegaConf.to_container(cfg))
+    changed = [f"{key}: {before.get(key, '(none)')} -> {after.get(key, '(none)')}"
+               for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+    return ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "") or "formatting"
 
 
 def readable_checkpoint(path: Path) -> bool:

@@ -163,3 +163,15 @@ def test_the_batched_launcher_composes_each_job_once_after_hydras_check():
     # Handed out once more only: a third request (or another master config) composes afresh.
     assert loader.load_sweep_config(master, ["seed=0"])["call"] == 4
     assert loader.load_sweep_config(object(), ["seed=1"])["call"] == 5
+
+
+def test_a_sweep_over_files_names_each_job_flat_and_apart():
+    # A fresh user's: /tmp/d1/p.csv and /tmp/d2/p.csv gave one folder, pmf_file=p, and the second run
+    # found the first's lock (or, with the basic launcher, replaced its result).
+    from rine.config import _job_dirname
+
+    first, second = (_job_dirname([f"pmf_file=/tmp/d{i}/p.csv", "task=pmf", "seed=0"]) for i in (1, 2))
+    assert first != second and "/" not in first + second
+    assert first.startswith("pmf_file=p-") and first.endswith(",seed=0,task=pmf")
+    assert _job_dirname(["pmf_file='/tmp/d1/p.csv'", "task=pmf", "seed=0"]) == first  # quoted alike
+    assert _job_dirname(["beta=5", "seed=0"]) == "beta=5,seed=0"

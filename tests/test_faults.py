@@ -308,7 +308,9 @@ def test_a_folder_holding_a_run_of_other_settings_says_it_is_replaced(tmp_path, 
     capsys.readouterr()
     again = run(compose_config(["task=unq", "trainer.max_epochs=1", "report.last_epochs=1"]), tmp_path)
     assert again["task"] == "unq" and again["status"] == "complete"
-    assert f"note: {tmp_path} held a complete run of other settings (task=and, beta=15, seed=0)" in capsys.readouterr().err
+    # It names what differs (a fresh user could not tell which setting had changed).
+    assert (f"note: {tmp_path} held a complete run (task=and, beta=15, seed=0) of other settings "
+            "(task.name: and -> unq, task.pmf: and -> unq); it is replaced by this one") in capsys.readouterr().err
 
 
 def test_a_refused_command_in_the_default_folders_leaves_no_empty_day_folder(tmp_path):
