@@ -68,9 +68,16 @@ COLUMNS = ["task", "d", "n", "truth", "estimator", "mean", "std", "abs_error", "
            "n_seeds", "truth_low", "truth_high", "truth_exact", "loss_bound", "digit_accuracy", "note"]
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse with its errors as one `error:` line (exit 2), like train.py's, not usage + error."""
+
+    def error(self, message: str):
+        print(f"error: {message}; see --help", file=sys.stderr)
+        sys.exit(2)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrors(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the small grid (under 5 minutes on 2 cores)")
     parser.add_argument("--out", default="outputs/bench_accuracy", help="folder of runs, estimates, table, figure")
     parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 3; --quick 1)")
@@ -95,8 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for override in args.overrides:
         key = override.lstrip("+~").split("=", 1)[0]
         if key in GRID_KEYS or key.startswith("task"):
-            problem = (f"{override}: the bench sets {key} itself; choose it with --tasks, --dims, --ns, --seeds "
-                       "or --epochs")
+            problem = (f"{override}: the bench sets {key} itself (each point trains at the default β and at β = 0 "
+                       "with early stopping); choose the grid with --tasks, --dims, --ns, --seeds and --epochs")
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)

@@ -81,6 +81,7 @@ def test_quick_bench_writes_every_estimators_row_beside_the_truth_and_reuses_its
     # A fresh user's: a misspelt key gave Hydra's 68-line page; beta=0 turned the "RINE" row into a β = 0 run.
     (["early_stoping.enabled=false"], "unknown setting 'early_stoping.enabled'"),
     (["beta=0"], "beta=0: the bench sets beta itself"),
+    (["--tasks", "rdnxr"], "argument --tasks: invalid choice: 'rdnxr'"),
     (["task.dim=8"], "task.dim=8: the bench sets task.dim itself"),
     (["--epochs", "0"], "--seeds, --dims and --epochs must be >= 1"),
     (["--ns", "10"], "--ns and --mnist-n must be >= 50"),
