@@ -166,9 +166,9 @@ def inner_validation_size(n_train: int, fraction: float, where: str) -> int:
 
 def hold_out_inner_validation(data: TaskData, fraction: float, seed: int) -> Split:
     """Early stopping's inner validation split: a random `fraction` of data.train, moved from it
-    to data.inner (data.train keeps the rest, in its order); returns it. The draw depends only on `seed`, so every engine
-    and a resumed run hold out the same samples. Raises RineError when either part would be too
-    small (MIN_HELDOUT inner samples; 2 to train on).
+    to data.inner (data.train keeps the rest, in its order); returns it. The draw depends only
+    on `seed`, so every engine and a resumed run hold out the same samples. Raises RineError
+    when either part would be too small (MIN_HELDOUT inner samples; 2 to train on).
     """
     n = len(data.train)
     n_inner = inner_validation_size(n, fraction, f"task {data.name}")
