@@ -333,6 +333,10 @@ def main(argv=None) -> None:
         quiet_framework_output()
         points = grid_points(args)
         cfgs, dirs, owners = rine_configs(args, points)
+        from rine.config import validate_config
+
+        for cfg in cfgs:  # a bad setting: one error line, before the bench prints anything
+            validate_config(cfg)
         print(f"{len(points)} points x 2 RINE runs (β = {cfgs[0].beta:g} and 0) -> {out}", flush=True)
         start = time.perf_counter()
         results = run_many(cfgs, dirs, workers=args.workers)

@@ -82,6 +82,7 @@ def test_quick_bench_writes_every_estimators_row_beside_the_truth_and_reuses_its
     (["early_stoping.enabled=false"], "unknown setting 'early_stoping.enabled'"),
     (["beta=0"], "beta=0: the bench sets beta itself"),
     (["--tasks", "rdnxr"], "argument --tasks: invalid choice: 'rdnxr'"),
+    (["model.batch_size=0"], "model.batch_size=0 is invalid"),
     (["task.dim=8"], "task.dim=8: the bench sets task.dim itself"),
     (["--epochs", "0"], "--seeds, --dims and --epochs must be >= 1"),
     (["--ns", "10"], "--ns and --mnist-n must be >= 50"),
@@ -90,7 +91,7 @@ def test_bench_refuses_what_would_fail_or_relabel_its_rows(tmp_path, script, arg
     proc = script("scripts/bench_accuracy.py", "--tasks", "rdnxor", "--dims", "16", "--ns", "2000", "--seeds", "1",
                   "--out", str(tmp_path / "bench"), *args)
     assert says in assert_one_line_error(proc)
-    assert not (tmp_path / "bench").exists()
+    assert not (tmp_path / "bench").exists() and proc.stdout == ""
 
 
 def test_bench_refuses_an_out_that_is_a_file(tmp_path, script):
