@@ -93,3 +93,15 @@ def test_mode_pid_stops_its_beta_0_trainings_early_and_not_its_redundancy(train_
     assert set(results["pid"]["early_stopping_epochs"]) == {"usable_x1", "usable_x2", "joint"}
     # one decoder each: a source alone, or all sources as one
     assert all(len(epochs) == 1 for epochs in results["pid"]["early_stopping_epochs"].values())
+
+
+def test_an_early_stopped_figure_far_below_its_training_split_is_flagged_a_loose_lower_bound():
+    # A fresh user's: 600 samples of 300 dimensions, the label in one of them. Logistic regression
+    # gets 0.84 bits; early stopping read 0.05 held out (0.8 on the training split), unflagged.
+    from rine.outcome import generalisation_check
+
+    flagged = generalisation_check({"usable_info_bits": [0.15, -0.049], "usable_info_bits_train": [0.8, 0.1]})
+    assert flagged["converged"] is False
+    assert "x1 0.800 bits there, 0.150 held out" in flagged["convergence_warning"] and "x2" not in flagged["convergence_warning"]
+    # The bench's early-stopped runs leave at most 0.06 bits between the splits: nothing to say.
+    assert generalisation_check({"usable_info_bits": [0.94, 0.96], "usable_info_bits_train": [1.0, 0.99]}) == {}
