@@ -102,8 +102,9 @@ def constraint_check(summary: dict, cfg: DictConfig) -> dict:
         advice = (f"they agree on the training split ({train_tv:.3f}) but not on held-out samples: "
                   "use more samples or smaller decoders (model.decoder.hidden)")
     elif cfg.beta_schedule != "constrained":
-        advice = ("use the default objective=constrained, which raises β until they agree (it needs an adaptive "
-                  "optimizer such as the default model=mlp), or raise beta (with SGD moderately: it diverges at large β)")
+        advice = ("use beta_schedule=constrained (the default objective=constrained's), which raises β until they "
+                  "agree (it needs an adaptive optimizer such as the default model=mlp), or raise beta (with SGD "
+                  "moderately: it diverges at large β)")
     elif summary["beta_final"] >= cfg.beta * cfg.constraint.max_factor * (1 - cfg.gamma**summary["epochs"]) * 0.999:
         advice = (f"β reached its cap ({summary['beta_final']:.3g}): raise constraint.max_factor or beta, "
                   "and trainer.max_epochs")
@@ -195,7 +196,26 @@ def outcome_of(history: list[dict], data, cfg: DictConfig) -> dict:
     outcome.update(convergence_check(history, None if stopped_early else n_sources))
     if stopped_early and outcome["converged"] is not False:
         outcome.update(generalisation_check(outcome))
+    if outcome["converged"] is not False:
+        outcome.update(fixed_beta_check(cfg))
     return outcome
+
+
+# A fixed β above this weighs agreement over prediction from the first step (the annealed and
+# constrained schedules start β near 0). A fresh user's RDNXOR at fixed β 1e9: I∩ 0.09 of 1 bit,
+# decoders at chance, agreeing; on x1 = x2 = y (2 bits): β 100 gave 1.54, 1,000 0.42, 1e4 0.11.
+FIXED_BETA_LIMIT = 100
+
+
+def fixed_beta_check(cfg: DictConfig) -> dict:
+    """{"converged": False, "convergence_warning": ...} for beta_schedule=fixed with β above
+    FIXED_BETA_LIMIT, whose decoders can agree by predicting little; else {}."""
+    if cfg.beta_schedule != "fixed" or cfg.beta <= FIXED_BETA_LIMIT:
+        return {}
+    return {"converged": False, "convergence_warning": (
+        f"a fixed β of {cfg.beta:g} weighs agreement over prediction from the first step, so the decoders can agree "
+        "by predicting little and I∩ can be far below the redundancy; use beta_schedule=constrained (the default) "
+        f"or annealed, or a fixed β of at most {FIXED_BETA_LIMIT}")}
 
 
 # With early stopping, a decoder read at its best epoch whose training-split usable information

@@ -154,7 +154,8 @@ def train_pid(cfg: DictConfig, task, run_dir: Path) -> dict:
     for name, r in trained.items():
         for text in (*(r.get("invalid_reasons") or []), r.get("convergence_warning")):
             if text:
-                trainings.append(f"the β = 0 training of {name.replace('_', ' ')} (pid/{name}): {text}")
+                alone = "all sources as one input" if name == "joint" else f"{name.split('_')[1]} alone"
+                trainings.append(f"the β = 0 training of {alone} (pid/{name}; its one input is called x1 there): {text}")
     pid.update(
         se=se,
         disagreement_tv=outcome["disagreement_tv"],

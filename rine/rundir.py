@@ -102,7 +102,9 @@ RESULTS_SCHEMA = {
     "disagreement_tv_train": "the same on the training split (during training)",
     "constraint_met": "disagreement_tv <= distance.warn_above (null for β = 0: nothing asked)",
     "warning": "why the constraint is not met and what can help (null when met)",
-    "converged": "false when the held-out I∩ still rose by > 0.01 bits over the last third of training (null: under 9 epochs)",
+    "converged": "false when the held-out I∩ still rose by > 0.01 bits over the last third of training; (β = 0) when "
+                 "a source memorises; (early_stopping) when read > 0.2 bits below its training split; (a fixed β "
+                 "above 100) always: the figure can be far low. Null: under 9 epochs",
     "convergence_warning": "why `converged` is false and what can help (null otherwise)",
     "valid": "false when an estimate lies outside the physical bounds by more than the tolerance",
     "invalid_reasons": "which bound, by how much",

@@ -327,3 +327,16 @@ def test_a_beta_0_run_that_memorises_high_dimensional_sources_says_so(train_run)
     assert "of x1 fell" in warning and "of x2 fell" in warning and "their decoders memorise" in warning
     assert all(train > 1 > 0 > held_out for train, held_out in
                zip(results["usable_info_bits_train"], results["usable_info_bits"]))
+
+
+def test_a_large_fixed_beta_is_flagged_for_decoders_that_agree_by_predicting_little():
+    # A fresh user's: RDNXOR at beta=1e9 beta_schedule=fixed printed I∩ = 0.09 bits (exact 1),
+    # valid, converged, constraint met, both decoders at chance accuracy.
+    from omegaconf import OmegaConf
+
+    from rine.outcome import fixed_beta_check
+
+    flagged = fixed_beta_check(OmegaConf.create({"beta": 1e9, "beta_schedule": "fixed"}))
+    assert flagged["converged"] is False and "a fixed β of 1e+09" in flagged["convergence_warning"]
+    assert fixed_beta_check(OmegaConf.create({"beta": 50, "beta_schedule": "fixed"})) == {}
+    assert fixed_beta_check(OmegaConf.create({"beta": 1e9, "beta_schedule": "constrained"})) == {}
