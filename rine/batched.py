@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from rine.config import constraint_control, uses_ddp
-from rine.data import TaskData, check_splits, epoch_order, hold_out_inner_validation, seed_all, train_batch_starts
+from rine.config import constraint_control, inner_validation_fraction, uses_ddp
+from rine.data import TaskData, epoch_order, train_batch_starts, training_data
 from rine.errors import RineError
 from rine.files import save_torch_atomic
 from rine.info import nats_to_bits
@@ -95,11 +95,7 @@ def train_group(cfgs: list[DictConfig], tasks: list, checkpoint: Path | None = N
     datas, mlps = [], []
     for cfg, task in zip(cfgs, tasks):
         # The same order as rine.training.fit: seed, sample the data, build the decoders.
-        seed_all(cfg.seed)
-        data = task.setup(cfg.seed)
-        check_splits(data)
-        if cfg.early_stopping.enabled:  # (the same for the whole group: batch_key)
-            hold_out_inner_validation(data, cfg.early_stopping.fraction, cfg.seed)
+        data = training_data(task, cfg.seed, inner_validation_fraction(cfg))
         datas.append(data)
         mlps += [MLP(input_shape=tuple(s.shape[1:]), n_classes=data.n_classes, **decoder) for s in data.train.sources]
     runs, n = len(cfgs), len(datas[0].train.sources)

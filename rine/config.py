@@ -230,6 +230,11 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def inner_validation_fraction(cfg: DictConfig) -> float | None:
+    """The fraction of the training split early stopping holds out (early_stopping); None: off."""
+    return cfg.early_stopping.fraction if cfg.early_stopping.enabled else None
+
+
 def constraint_control(cfg: DictConfig) -> "ConstraintControl":  # noqa: F821
     from rine.objective import ConstraintControl
 

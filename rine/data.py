@@ -180,6 +180,18 @@ def hold_out_inner_validation(data: TaskData, fraction: float, seed: int) -> Spl
     return data.inner
 
 
+def training_data(task, seed: int, inner_fraction: float | None = None) -> TaskData:
+    """A run's data, as both engines take it: the generators seeded (rine.data.seed_all), the
+    task's splits drawn with `seed` and checked (check_splits), and with `inner_fraction` early
+    stopping's inner validation split held out of training (hold_out_inner_validation)."""
+    seed_all(seed)
+    data = task.setup(seed)
+    check_splits(data)
+    if inner_fraction is not None:
+        hold_out_inner_validation(data, inner_fraction, seed)
+    return data
+
+
 def empirical_entropy_bits(y: torch.Tensor, n_classes: int) -> float:
     counts = torch.bincount(y, minlength=n_classes).double()
     return entropy_bits((counts / counts.sum()).numpy())

@@ -10,6 +10,7 @@ so every entry point trains through the same code.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -46,12 +47,10 @@ def check(cfg: DictConfig, run_dir: str | Path, tasks: dict | None = None) -> At
             tasks[key] = build(cfg.task)
         task = tasks[key]
     if cfg.early_stopping.enabled:
-        # The training split's size is known once the task is set up: checked before a run writes
-        # anything (early stopping is opt-in; its runs pay one more setup).
+        # Checked before a run writes anything: the size of the training split (one setup a task).
         from rine.data import inner_validation_size
 
-        data = task.setup(cfg.seed)
-        inner_validation_size(len(data.train), cfg.early_stopping.fraction, f"task {data.name}")
+        inner_validation_size(data_sizes(task)[0], cfg.early_stopping.fraction, f"task {cfg.task.name}")
     attempt = previous_attempt(cfg, run_dir, task)
     if cfg.mode == "pid":
         # mode=pid trains several models in one folder: a killed one starts afresh.
@@ -136,6 +135,16 @@ def _follow(cfg: DictConfig, run_dir: Path) -> dict:
 DATA_COPIES = 4
 
 
+@functools.lru_cache(maxsize=8)
+def data_sizes(task) -> tuple[int, int]:
+    """(training samples, bytes of one run's training and held-out sources) of `task`, from one
+    setup. A task splits by fixed fractions (stratified for task=arrays), so neither depends on
+    the seed; the tensors themselves are not kept."""
+    data = task.setup(0)
+    return len(data.train), sum(s.element_size() * s.numel() for split in (data.train, data.heldout)
+                                for s in split.sources)
+
+
 def _available_memory_bytes() -> int | None:
     """MemAvailable of /proc/meminfo (Linux); None where it cannot be read."""
     try:
@@ -148,19 +157,16 @@ def _available_memory_bytes() -> int | None:
     return None
 
 
-def _parts_that_fit(members: list, sharing: int) -> list[list]:
-    """`members` cut into consecutive parts whose data fits this process's share of the free
-    memory (the machine's MemAvailable over `sharing` processes training at once, 80% of it):
+def _parts_that_fit(members: list, processes: int) -> list[list]:
+    """A batched group cut into consecutive parts whose data fits one process's share of the
+    free memory (the machine's MemAvailable over the `processes` training at once, 80% of it):
     a sweep of many seeds of a large dataset would otherwise be killed for memory. Runs share
     no parameter, so a part trains each run exactly as the whole group would."""
     budget = _available_memory_bytes()
     if budget is None or len(members) < 2:
         return [members]
-    _, cfg, task, _ = members[0]
-    data = task.setup(cfg.seed)
-    splits = [data.train, data.heldout]
-    per_run = DATA_COPIES * sum(s.element_size() * s.numel() for split in splits for s in split.sources)
-    fit = max(1, int(0.8 * budget / max(sharing, 1) // max(per_run, 1)))
+    per_run = DATA_COPIES * data_sizes(members[0][2])[1]
+    fit = max(1, int(0.8 * budget / max(processes, 1) // max(per_run, 1)))
     if fit >= len(members):
         return [members]
     print(f"note: {len(members)} runs train in parts of {fit} (~{per_run / 2**30:.1f} GB of data a run, "
@@ -168,17 +174,7 @@ def _parts_that_fit(members: list, sharing: int) -> list[list]:
     return [members[i:i + fit] for i in range(0, len(members), fit)]
 
 
-def _train_group_and_finish(members: list[tuple[int, DictConfig, object, RunRecord]],
-                            sharing: int = 1) -> list[tuple[int, dict]]:
-    """Train a group of begun runs (in parts that fit in memory: _parts_that_fit, `sharing` the
-    processes training at once) and write each run's log and results."""
-    finished = []
-    for part in _parts_that_fit(members, sharing):
-        finished += _train_part_and_finish(part)
-    return finished
-
-
-def _train_part_and_finish(members: list[tuple[int, DictConfig, object, RunRecord]]) -> list[tuple[int, dict]]:
+def _train_group_and_finish(members: list[tuple[int, DictConfig, object, RunRecord]]) -> list[tuple[int, dict]]:
     """Train one group of begun runs as one computation and write each run's log and results.
 
     The group's checkpoint lives in its first run's folder. A killed group (SIGKILL,
@@ -272,14 +268,14 @@ def _run_checked(cfgs: list[DictConfig], run_dirs: list, attempts: list[Attempt]
                 record = RunRecord.begin(cfg, run_dir, attempt.task, attempt.resume_from)
                 begun.append((i, record))
                 groups.setdefault(batch_key(cfg, attempt.task), []).append((i, cfg, attempt.task, record))
-        groups = _spread(list(groups.values()), workers)
+        parts = [part for members in groups.values() for part in _parts_that_fit(members, workers)]
+        groups = _spread(parts, workers)
         if workers > 1 and len(groups) > 1:
             # Forked workers skip re-importing torch (seconds each). Safe: they run torch on one
             # thread, so no OpenMP pool inherited from this process is ever entered.
             context = get_context("fork" if sys.platform == "linux" else "spawn")
-            sharing = min(workers, len(groups))
-            with ProcessPoolExecutor(sharing, mp_context=context, initializer=_quiet_worker) as pool:
-                futures = [pool.submit(_train_group_and_finish, members, sharing) for members in groups]
+            with ProcessPoolExecutor(min(workers, len(groups)), mp_context=context, initializer=_quiet_worker) as pool:
+                futures = [pool.submit(_train_group_and_finish, members) for members in groups]
                 for future in as_completed(futures):
                     for i, result in future.result():
                         done(i, result)

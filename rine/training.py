@@ -12,9 +12,9 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig
 
-from rine.config import build, constraint_control
+from rine.config import build, constraint_control, inner_validation_fraction
 from rine.console import EpochLines, quiet_framework_output
-from rine.data import TaskData, TensorBatches, check_splits, hold_out_inner_validation, seed_all
+from rine.data import TaskData, TensorBatches, training_data
 from rine.errors import RineError
 from rine.estimator import BetaSchedule, RedundancyEstimator
 from rine.files import save_torch_atomic
@@ -103,11 +103,7 @@ def fit(cfg: DictConfig, task, run_dir: Path, resume_from: Path | None = None) -
     """
     if cfg.model.threads:
         torch.set_num_threads(cfg.model.threads)
-    seed_all(cfg.seed)
-    data = task.setup(cfg.seed)
-    check_splits(data)
-    if cfg.early_stopping.enabled:
-        hold_out_inner_validation(data, cfg.early_stopping.fraction, cfg.seed)
+    data = training_data(task, cfg.seed, inner_validation_fraction(cfg))
     progress = progress_display(cfg, data)
     module = build_estimator(cfg, data, run_dir, progress)
     callbacks = [BetaSchedule(cfg.beta, cfg.gamma, cfg.beta_schedule, constraint_control(cfg))]

@@ -292,7 +292,7 @@ def test_a_run_stopped_before_its_group_trains_is_saved_as_interrupted(tmp_path,
     # engine's modules import): the run must read "interrupted", never stay "running".
     import rine.run
 
-    def interrupted_early(members, sharing=1):
+    def interrupted_early(members):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(rine.run, "_train_group_and_finish", interrupted_early)
