@@ -86,7 +86,8 @@ RESULTS_SCHEMA = {
     "usable_info_bits_final": "the same, final epoch",
     "usable_info_se_bits": "their standard errors",
     "usable_info_bits_train": "the same on the training split (memorising when far above the held-out)",
-    "usable_info_bits_inner": "early_stopping only: the same on the inner validation split, at each decoder's chosen epoch",
+    "usable_info_bits_inner": "early_stopping only: the same on the inner validation split, at each decoder's chosen "
+                              "epoch: its maximum over epochs, so biased upward (the estimate is usable_info_bits)",
     "early_stopping_epochs": "early_stopping only: per source, the epoch its figures are read at (its best on the "
                              "inner validation split)",
     "n_inner_validation": "early_stopping only: training samples held out as the inner validation split",
