@@ -63,6 +63,8 @@ def prediction_distance(probs: torch.Tensor, normalize: str = "tv", pairs: str =
         k = n_classes.to(probs.dtype).reshape(*n_classes.shape, 1, 1, 1)  # against [..., pairs, batch, K]
     if pairs == "to_mean":
         diff = 2 * (probs - probs.mean(-3, keepdim=True))  # [..., n, batch, K]
+    elif n == 2:  # one pair: slices, not index tensors (an index and its backward fewer every step)
+        diff = probs[..., :1, :, :] - probs[..., 1:, :, :]
     else:
         i, j = _source_pairs(n, probs.device)
         diff = probs[..., i, :, :] - probs[..., j, :, :]  # [..., pairs, batch, K]

@@ -138,14 +138,7 @@ def test_slurm_launcher_config_composes_with_its_knobs():
 def test_the_batched_launcher_composes_each_job_once_after_hydras_check():
     # Hydra's sweeper composes every job to check it, then the launcher composed it again
     # (~0.1 s a job: 9 s of `python train.py experiment=table6`'s 36 s).
-    import importlib.util
-
-    # (by its path: the hydra_plugins package of the installed Hydra plugins shadows ours on import)
-    spec = importlib.util.spec_from_file_location(
-        "batched_launcher", ROOT / "hydra_plugins" / "rine_batched_launcher" / "batched_launcher.py")
-    launcher = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(launcher)
-    _compose_each_job_once = launcher._compose_each_job_once
+    _compose_each_job_once = _batched_launcher_module()._compose_each_job_once
 
     class Loader:
         calls = 0
@@ -163,6 +156,58 @@ def test_the_batched_launcher_composes_each_job_once_after_hydras_check():
     # Handed out once more only: a third request (or another master config) composes afresh.
     assert loader.load_sweep_config(master, ["seed=0"])["call"] == 4
     assert loader.load_sweep_config(object(), ["seed=1"])["call"] == 5
+
+
+def _batched_launcher_module():
+    import importlib.util
+
+    # (by its path: the hydra_plugins package of the installed Hydra plugins shadows ours on import)
+    spec = importlib.util.spec_from_file_location(
+        "batched_launcher", ROOT / "hydra_plugins" / "rine_batched_launcher" / "batched_launcher.py")
+    launcher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launcher)
+    return launcher
+
+
+def test_jobs_differing_in_plain_values_get_the_config_hydra_composes():
+    # A job that differs from a composed one only in plain values (seed=3, beta=5) is that
+    # job's config with the values applied: it must equal Hydra's own compose of it, hydra
+    # node included (overrides, override_dirname), for every job of a sweep.
+    import copy
+
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from rine.config import CONFIG_DIR
+
+    launcher = _batched_launcher_module()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        loader = copy.copy(GlobalHydra.instance().hydra.config_loader)
+        compose = loader.load_sweep_config
+        master = loader.load_configuration("train", ["experiment=table6"], run_mode=RunMode.MULTIRUN)
+        calls = []
+        loader.load_sweep_config = lambda m, o: calls.append(o) or compose(m, o)
+        launcher._compose_each_job_once(loader)
+        jobs = [["experiment=table6", f"task={t}", f"beta={b}", f"seed={s}"]
+                for t in ("unq", "and") for b in (0, 5, 1.5e-3) for s in (0, 7)]
+        jobs += [["experiment=table6", "task=unq", "beta=5", "seed=1", "model.optimizer.lr=0.02", "report.curves=false",
+                  "task.n_samples=600"],
+                 ["experiment=table6", "task=unq", "beta=5", "seed=2", "model.optimizer.lr=0.5", "report.curves=true",
+                  "task.n_samples=700"],
+                 ["experiment=table6", "task=unq", "beta=5", "seed=2", "model.optimizer.lr=0.5", "report.curves=true",
+                  "+extra=1"]]  # an addition: composed by Hydra
+        fast = [loader.load_sweep_config(master, job) for job in jobs]
+        for job, config in zip(jobs, fast):
+            expected = compose(master, job)
+            assert OmegaConf.to_container(config) == OmegaConf.to_container(expected), job
+            assert config.hydra.job.override_dirname == expected.hydra.job.override_dirname
+        # Composed by Hydra: the first job of each task, the first with the other values, the addition.
+        assert [c[1:] for c in calls[:4]] == [["task=unq", "beta=0", "seed=0"], ["task=and", "beta=0", "seed=0"],
+                                             jobs[-3][1:], jobs[-1][1:]]
+        assert len(calls) == 4  # the other 11 are copies
+    GlobalHydra.instance().clear()
 
 
 def test_a_sweep_over_files_names_each_job_flat_and_apart():

@@ -21,6 +21,17 @@ def test_distance_two_sources_by_hand():
     assert prediction_distance(probs, "tv").item() == pytest.approx(0.5)  # ½ L1: total variation
 
 
+def test_distance_of_two_sources_per_run_with_its_gradient():
+    # Batched runs [R, n=2, batch, K] (n = 2 takes slices, more sources index pairs): one D a run,
+    # the ½ L1 mean over the batch, with the gradient of that formula.
+    logits = torch.randn(3, 2, 5, 4, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    d = prediction_distance(logits.softmax(-1), "tv")
+    probs = logits.softmax(-1)
+    by_hand = 0.5 * (probs[:, 0] - probs[:, 1]).abs().sum(-1).mean(-1)
+    assert d.shape == (3,) and torch.equal(d, by_hand)
+    assert torch.equal(torch.autograd.grad(d.sum(), logits)[0], torch.autograd.grad(by_hand.sum(), logits)[0])
+
+
 def test_distance_three_sources_is_the_mean_over_pairs():
     a = torch.tensor([[1.0, 0.0, 0.0]])
     b = torch.tensor([[0.0, 1.0, 0.0]])
