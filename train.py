@@ -20,9 +20,10 @@ def main(cfg: DictConfig) -> float:
     from rine.config import uses_ddp  # late: fast --help
     from rine.console import quiet_framework_output, results_folder_is
     from rine.files import remove_folder_holding_only
-    from rine.run import is_ddp_follower, print_report, run
+    from rine.run import is_ddp_follower, keep_freed_memory, print_report, run
 
     quiet_framework_output()
+    keep_freed_memory()
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN:
         results_folder_is("hydra.sweep.dir", hydra_cfg.sweep.dir)

@@ -288,6 +288,37 @@ def _check_known_keys(cfg: DictConfig) -> None:
                                 f"with ~{section}.{key})")
 
 
+def _check_value_types(cfg: DictConfig) -> None:
+    """A switch whose default is true/false takes true or false only (Python would read
+    report.curves=maybe as true); a number given in quotes (beta="5") is named as text, which
+    the checks of its value would show as a plain 5. (torch checks model.optimizer's own
+    switches, e.g. fused, which may be null; so may Lightning's trainer switches.)"""
+    def walk(defaults: dict, given, prefix: str = "") -> None:
+        for key, default in defaults.items():
+            if str(key).startswith("_") or not OmegaConf.is_dict(given) or key not in given:
+                continue
+            name, value = f"{prefix}{key}", given._get_node(key)._value()
+            if isinstance(default, dict):
+                walk(default, given[key], name + ".")
+            elif isinstance(default, bool):
+                if name.startswith("model.optimizer."):
+                    continue
+                if not isinstance(value, bool) and not (value is None and name.startswith("trainer.")):
+                    raise RineError(f"{name}={value} is invalid; use true or false")
+            elif isinstance(default, (int, float)) and isinstance(value, str) and _reads_as_number(value):
+                raise RineError(f"{name}={value!r} is text (it was quoted); write {name}={value} without quotes")
+
+    walk({key: value for key, value in _default_config().items() if key != "hydra"}, cfg)
+
+
+def _reads_as_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _object_at(path: str):
     """The object a dotted `_target_` path names (module attributes allowed, e.g. torch.optim.SGD).
     Raises ImportError or AttributeError; unlike hydra.utils.get_object, logs nothing."""
@@ -313,6 +344,7 @@ def validate_config(cfg: DictConfig) -> None:
     from rine.optimizers import check_optimizer
 
     _check_known_keys(cfg)  # (first: an unimportable _target_, or a key its class does not take)
+    _check_value_types(cfg)
     check_optimizer(cfg.model.optimizer)
     if cfg.mode not in MODES:
         raise RineError(f"mode={cfg.mode} is unknown; choose one of: {', '.join(MODES)}")
@@ -383,8 +415,6 @@ def validate_config(cfg: DictConfig) -> None:
             "or objective=paper (β annealed as in the paper)"
         )
     stopping = cfg.early_stopping
-    if not isinstance(stopping.enabled, bool):
-        raise RineError(f"early_stopping.enabled={stopping.enabled} is invalid; use true or false")
     if not _is_number(stopping.fraction) or not 0 < stopping.fraction <= 0.5:
         raise RineError(f"early_stopping.fraction={stopping.fraction} is invalid; hold out a fraction in (0, 0.5] "
                         "of the training split (the rest trains), e.g. 0.1")

@@ -68,7 +68,7 @@ def _empty_figure():
     fig = Figure(figsize=(12, 3.2))
     axes = fig.subplots(1, 4)
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.15, top=0.8, wspace=0.3)
-    axes[1].set_ylabel("bits (H(Y) − CE_i)")
+    axes[1].set_ylabel("bits")  # H(Y) − CE_i (a longer label meets negative tick labels)
     axes[0].set_ylabel("bits")
     axes[1].set_title("usable information", y=1.0)
     axes[3].set_title("β_t", y=1.0)

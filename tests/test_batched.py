@@ -1,6 +1,7 @@
 """Many runs as one computation (rine.batched) against the one-run reference path."""
 
 import json
+import sys
 
 import pandas as pd
 import pytest
@@ -266,3 +267,33 @@ def test_a_group_too_large_for_the_free_memory_trains_in_parts_with_the_same_num
     for together, apart in zip(whole, parts):
         assert apart["seed"] == together["seed"]
         assert apart["curve"]["redundancy_bits"] == pytest.approx(together["curve"]["redundancy_bits"], abs=1e-6)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_our_processes_reuse_freed_memory_instead_of_faulting_it_in_again():
+    # A step's activations freed together: glibc gave the memory back (its dynamic trim threshold
+    # is at most 64 MB) and the kernel zero-filled it again every step (~5,000 page faults an
+    # epoch for 60 decoders) until keep_freed_memory (train.py, sweep workers) fixed its thresholds.
+    from conftest import run_python
+
+    code = """
+import resource, sys, torch
+from rine.run import keep_freed_memory
+if sys.argv[1] == "kept":
+    keep_freed_memory()
+def step():
+    live = [torch.ones(2**19 + 1000 * i) for i in range(40)]  # ~80 MB of ~2 MB tensors, freed together
+    return sum(t[0] for t in live)
+for _ in range(5):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    step()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+"""
+    faults = {}
+    for mode in ("default", "kept"):
+        proc = run_python("-c", code, mode)
+        assert proc.returncode == 0, proc.stderr
+        faults[mode] = float(proc.stdout)
+    assert faults["default"] > 10_000 and faults["kept"] < 100, faults  # pages of 4 KB a step

@@ -198,15 +198,25 @@ def test_jobs_differing_in_plain_values_get_the_config_hydra_composes():
                   "task.n_samples=700"],
                  ["experiment=table6", "task=unq", "beta=5", "seed=2", "model.optimizer.lr=0.5", "report.curves=true",
                   "+extra=1"]]  # an addition: composed by Hydra
+        # A fresh user's: a later ++ / ~ then + of a swept key is applied after it (Hydra's order):
+        # every job of these composed by Hydra, never a copy with the swept value applied last.
+        later = [["experiment=table6", "task=and", "beta=5", f"seed={s}", "++beta=3"] for s in (0, 1)]
+        later += [["experiment=table6", "task=and", f"beta={b}", "seed=0", "~beta", "+beta=7"] for b in (5, 6)]
+        later += [["experiment=table6", "task=and", "beta=5", "seed=0", f"model.optimizer.lr={lr}",
+                   "++model.optimizer={lr: 0.005}"] for lr in (0.01, 0.02)]
+        jobs += later
         fast = [loader.load_sweep_config(master, job) for job in jobs]
         for job, config in zip(jobs, fast):
             expected = compose(master, job)
             assert OmegaConf.to_container(config) == OmegaConf.to_container(expected), job
             assert config.hydra.job.override_dirname == expected.hydra.job.override_dirname
-        # Composed by Hydra: the first job of each task, the first with the other values, the addition.
+        assert [c.beta for c in fast[-6:-2]] == [3, 3, 7, 7]
+        assert [c.model.optimizer.lr for c in fast[-2:]] == [0.005, 0.005]
+        # Composed by Hydra: the first job of each task, the first with the other values, the
+        # addition, and every job whose swept key a later override touches.
         assert [c[1:] for c in calls[:4]] == [["task=unq", "beta=0", "seed=0"], ["task=and", "beta=0", "seed=0"],
-                                             jobs[-3][1:], jobs[-1][1:]]
-        assert len(calls) == 4  # the other 11 are copies
+                                             jobs[-9][1:], jobs[-7][1:]]
+        assert calls[4:] == later and len(calls) == 4 + len(later)  # the other 11 are copies
     GlobalHydra.instance().clear()
 
 

@@ -31,6 +31,16 @@ ROOT = Path(__file__).resolve().parent.parent
 BAD_COMMANDS = [
     (["seed=-1"], "error: seed=-1 is invalid"),
     (["-m", "seed=-1,0"], "error: seed=-1 is invalid"),
+    # Refused when the sweep's data is read, after Hydra made every job's folder: none may stay
+    # (a fresh-user review found .hydra/ and train.log left for every job).
+    (["-m", "task.n_samples=1000,-5", "trainer.max_epochs=1"], "error: task.n_samples=-5 is invalid"),
+    (["-m", "task=pmf", "pmf_file=and,/nonexistent/p.csv", "trainer.max_epochs=1"], "error: pmf file not found"),
+    # Switches take true/false only (Python read "maybe" as true); a quoted number is named as text.
+    (["report.curves=maybe"], "error: report.curves=maybe is invalid; use true or false"),
+    (["-m", "report.curves=true,no"], "error: report.curves=no is invalid; use true or false"),
+    (["early_stopping.enabled=1", "beta=0"], "error: early_stopping.enabled=1 is invalid; use true or false"),
+    (['beta="5"'], "error: beta='5' is text (it was quoted); write beta=5 without quotes"),
+    (["-m", "model.optimizer.lr='0.1'", "seed=0,1"], "error: model.optimizer.lr='0.1' is text"),
     (["model.batch_size=0"], "error: model.batch_size=0 is invalid"),
     (["model.batch_size=1"], "error: model.batch_size=1 is invalid"),
     (["model.batch_size=-5"], "error: model.batch_size=-5 is invalid"),

@@ -56,9 +56,10 @@ class BatchedLauncher(Launcher):
         from rine.console import quiet_framework_output, results_folder_is
         from rine.errors import RineError
         from rine.files import remove_folder_holding_only
-        from rine.run import print_report, run_many
+        from rine.run import keep_freed_memory, print_report, run_many
 
         setup_globals()
+        keep_freed_memory()  # groups may train in this process
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_configs = [self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
                          for overrides in job_overrides]
@@ -99,6 +100,17 @@ class BatchedLauncher(Launcher):
                                on_result=lambda result: print_report(result, prefix=progress.step()))
         except RineError as error:
             print(f"error: {error}", file=sys.stderr)
+            # Refused before training (a task's data, a file): the job folders Hydra made hold
+            # only .hydra/ and train.log and go, as a refused single run's does. A run that began
+            # keeps its folder and results.json saying how it stopped.
+            sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
+            for _, _, run_dir in batched:
+                remove_folder_holding_only(run_dir, {".hydra", "train.log"})
+                parent = Path(run_dir).resolve().parent
+                while parent != sweep_dir and sweep_dir in parent.parents and not any(parent.iterdir()):
+                    parent.rmdir()  # a nested subdir (hydra.sweep.subdir=a/b) left empty
+                    parent = parent.parent
+            remove_folder_holding_only(sweep_dir, {"multirun.yaml"})
             sys.exit(2)
         for (i, _, _), result in zip(batched, results):
             returns[i].return_value = result["redundancy_bits"]
@@ -136,7 +148,7 @@ def _compose_each_job_once(config_loader) -> None:
         config = None
         try:
             shape, parsed, values = _plain_values(config_loader, sweep_overrides)
-            template = templates.get((id(master_config), shape))
+            template = templates.get((id(master_config), shape)) if values is not None else None
             if template is not None:
                 config = _with_values(template, parsed, values, master_config)
         except Exception:  # noqa: BLE001 - Hydra's own compose says what is wrong
@@ -144,8 +156,9 @@ def _compose_each_job_once(config_loader) -> None:
         if config is None:
             config = compose(master_config, sweep_overrides)
             try:
-                shape, _, _ = _plain_values(config_loader, sweep_overrides)
-                templates.setdefault((id(master_config), shape), copy.deepcopy(config))
+                shape, _, values = _plain_values(config_loader, sweep_overrides)
+                if values is not None:
+                    templates.setdefault((id(master_config), shape), copy.deepcopy(config))
             except Exception:  # noqa: BLE001 - no template from a job Hydra composes but we cannot read
                 pass
         composed[key] = config
@@ -155,24 +168,32 @@ def _compose_each_job_once(config_loader) -> None:
     config_loader.load_sweep_config = load_sweep_config
 
 
-def _plain_values(config_loader, overrides: list[str]) -> tuple[tuple, list, list]:
+def _plain_values(config_loader, overrides: list[str]) -> tuple[tuple, list, list | None]:
     """(the overrides' shape: each line, or ("value", key) for a plain value; all overrides
-    parsed; the plain value overrides). A plain value: `key=scalar`, no +/~/@package, not a
-    config group and not under hydra."""
+    parsed; the plain value overrides, or None where only Hydra's compose is right). A plain
+    value: `key=scalar`, no +/~/@package, not a config group and not under hydra."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
 
     parsed = OverridesParser.create().parse_overrides(overrides=list(overrides))
-    shape, values = [], []
+    shape, values, others = [], [], []
     for override in parsed:
         value = override.value()
+        group = config_loader.repository.group_exists(override.key_or_group)
         plain = (override.type == OverrideType.CHANGE and override.package is None
                  and not override.is_sweep_override() and not override.is_hydra_override()
-                 and isinstance(value, (bool, int, float, str)) and value is not None
-                 and not config_loader.repository.group_exists(override.key_or_group))
+                 and isinstance(value, (bool, int, float, str)) and value is not None and not group)
         shape.append(("value", override.key_or_group) if plain else override.input_line)
         if plain:
             values.append(override)
+        elif not group and not override.is_hydra_override():
+            others.append(override.key_or_group)
+    # Hydra applies the value overrides in their order; a copy applies the plain ones last. So
+    # a plain key that another (+, ++, ~, a dict) touches, itself or above or below it, keeps
+    # every job of that shape on Hydra's own compose.
+    for key in (o.key_or_group for o in values):
+        if any(other == key or other.startswith(key + ".") or key.startswith(other + ".") for other in others):
+            return tuple(shape), parsed, None
     return tuple(shape), parsed, values
 
 
