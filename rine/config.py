@@ -155,6 +155,7 @@ def check_overrides(argv: list[str]) -> None:
     with one line naming the argument and what to do.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
     from hydra.errors import HydraException
 
     args, skip = [], False
@@ -182,10 +183,23 @@ def check_overrides(argv: list[str]) -> None:
     for override in parsed:
         key = override.get_key_element()
         name = override.key_or_group
-        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [
-            override.get_value_element_as_str()]
         if name.startswith("hydra"):
+            if override.is_sweep_override():
+                raise RineError(f"{override.input_line}: Hydra's own settings take one value in a sweep; sweep "
+                                "rine's settings (task, beta, seed, ...) and give each hydra.* setting once")
             continue  # Hydra's own settings: Hydra checks them
+        if isinstance(override.value(), Glob):  # glob(u*): a group's options matching it (Hydra's own filter)
+            if name not in groups:
+                raise RineError(f"{override.input_line}: glob() chooses among a config group's options "
+                                f"({', '.join(sorted(groups))}); sweep {name} over a list of values instead")
+            values = override.value().filter(sorted(p.stem for p in (CONFIG_DIR / name).glob("*.yaml")))
+            if not values:
+                raise RineError(f"{override.input_line} matches no {name}; choose among: "
+                                f"{', '.join(sorted(p.stem for p in (CONFIG_DIR / name).glob('*.yaml')))}")
+        elif override.is_sweep_override():
+            values = list(override.sweep_string_iterator())
+        else:
+            values = [override.get_value_element_as_str()]
         if name in groups:
             known = sorted(p.stem for p in (CONFIG_DIR / name).glob("*.yaml"))
             for value in values:
@@ -291,8 +305,8 @@ def _check_known_keys(cfg: DictConfig) -> None:
 def _check_value_types(cfg: DictConfig) -> None:
     """A switch whose default is true/false takes true or false only (Python would read
     report.curves=maybe as true); a number given in quotes (beta="5") is named as text, which
-    the checks of its value would show as a plain 5. (torch checks model.optimizer's own
-    switches, e.g. fused, which may be null; so may Lightning's trainer switches.)"""
+    the checks of its value would show as a plain 5. torch's optimizer switches (fused) and
+    Lightning's trainer switches may also be null, their own default."""
     def walk(defaults: dict, given, prefix: str = "") -> None:
         for key, default in defaults.items():
             if str(key).startswith("_") or not OmegaConf.is_dict(given) or key not in given:
@@ -301,10 +315,15 @@ def _check_value_types(cfg: DictConfig) -> None:
             if isinstance(default, dict):
                 walk(default, given[key], name + ".")
             elif isinstance(default, bool):
-                if name.startswith("model.optimizer."):
-                    continue
-                if not isinstance(value, bool) and not (value is None and name.startswith("trainer.")):
-                    raise RineError(f"{name}={value} is invalid; use true or false")
+                # torch's optimizer switches (fused, foreach) and Lightning's may be null: their default
+                may_be_null = name.startswith(("model.optimizer.", "trainer."))
+                if isinstance(value, str) and value.lower() in ("true", "false"):
+                    raise RineError(f"{name}={value!r} is text (it was quoted); write {name}={value.lower()} "
+                                    "without quotes")
+                if not isinstance(value, bool) and not (value is None and may_be_null):
+                    shown = "null" if value is None else value
+                    raise RineError(f"{name}={shown} is invalid; use true or false"
+                                    f"{' (or null: its default)' if may_be_null else ''}")
             elif isinstance(default, (int, float)) and isinstance(value, str) and _reads_as_number(value):
                 raise RineError(f"{name}={value!r} is text (it was quoted); write {name}={value} without quotes")
 

@@ -5,7 +5,7 @@ Four panels over the epochs, held-out solid and training split dashed: the redun
 last report.last_epochs epochs, or with early stopping the chosen epochs), each source's usable
 information H(Y) − CE_i (with the exact I(Xi;Y) when known, and a dot where early stopping
 reads it), the decoders' disagreement (mean total variation, log scale, with
-the distance.warn_above threshold) and β_t. Enough to see at a glance whether the run
+the distance.warn_above threshold) and β per epoch. Enough to see at a glance whether the run
 converged and whether its decoders agree. Drawn by rine.run when a run completes (both
 engines), from the same per-epoch history as csv/metrics.csv.
 """
@@ -32,7 +32,7 @@ def _verdict(results: dict) -> str:
 
 
 def curves_figure(history, results: dict, warn_above: float | None = None, last_epochs: int | None = None):
-    """A run's curves as a new matplotlib Figure (4 axes: I∩, usable information, disagreement, β_t).
+    """A run's curves as a new matplotlib Figure (4 axes: I∩, usable information, disagreement, β per epoch).
 
     history: the per-epoch rows (a list of dicts or a DataFrame with csv/metrics.csv's
     columns: epoch, beta, train/ and val/ redundancy_bits, usable_info_bits_x<i>,
@@ -71,7 +71,8 @@ def _empty_figure():
     axes[1].set_ylabel("bits")  # H(Y) − CE_i (a longer label meets negative tick labels)
     axes[0].set_ylabel("bits")
     axes[1].set_title("usable information", y=1.0)
-    axes[3].set_title("β_t", y=1.0)
+    axes[2].set_title("disagreement (mean TV)", y=1.0)
+    axes[3].set_title("β (agreement weight)", y=1.0)
     ax = axes[2]
     ax.set_yscale("log")
     # Ticks at 1, 2, 5 × 10^k written plainly: matplotlib's labelled minor ticks of a short decade overlap.
@@ -93,7 +94,7 @@ def _plot_run(fig, history, results: dict, warn_above: float | None, last_epochs
     """Draw one run's curves on `fig` (from _empty_figure), replacing any run drawn there before."""
     axes = fig.axes
     for ax in axes:
-        for artist in [*ax.lines, *ax.patches, *ax.collections]:
+        for artist in [*ax.lines, *ax.patches, *ax.collections, *ax.texts]:
             artist.remove()
         if ax.get_legend() is not None:
             ax.get_legend().remove()
@@ -141,9 +142,10 @@ def _plot_run(fig, history, results: dict, warn_above: float | None, last_epochs
     warned = warn_above and agreement_asked
     if warned:
         ax.axhline(warn_above, color="gray", ls=":", lw=1, label=f"warn above {warn_above:g}")
-    # Line styles as in the I∩ panel's legend; the threshold in the title (a legend is the
-    # costliest artist of a drawing)
-    ax.set_title(f"disagreement (mean TV){f', warn above {warn_above:g}' if warned else ''}", y=1.0)
+        # Labelled on the line, not in a legend (a legend is the costliest artist of a drawing);
+        # solid and dashed as in the I∩ panel's legend.
+        ax.text(0.02, warn_above, f"warn above {warn_above:g}", transform=ax.get_yaxis_transform(), fontsize=7,
+                color="gray", va="bottom")
 
     axes[3].plot(epochs, curves["beta"], color="tab:purple")
     for ax in axes:  # limits from this run's artists alone
@@ -154,7 +156,8 @@ def _plot_run(fig, history, results: dict, warn_above: float | None, last_epochs
     if results.get("seed") is not None:
         head += f"  seed {results['seed']}"
     if reported is not None:
-        head += f":  I∩ = {reported:.3f} bits,  {_verdict(results)}"
+        figure = "I∩" if agreement_asked else "mean usable information"  # as the console names it
+        head += f":  {figure} = {reported:.3f} bits,  {_verdict(results)}"
     fig.suptitle(head, fontsize=10)
     return fig
 

@@ -249,6 +249,7 @@ def run_many(
     run_dirs: list[str | Path],
     workers: int = 1,
     on_result: Callable[[dict], None] | None = None,
+    attempts: list[Attempt] | None = None,
 ) -> list[dict]:
     """Train every config in its run dir, batching those that can share a computation
     (rine.batched: configs that differ only in seed and β, MLP decoders, mode=estimate).
@@ -256,12 +257,14 @@ def run_many(
     Complete runs are skipped as in `run`; the others train on Lightning's engine one after
     another in this process. With `workers` > 1 the batched groups train in that many
     processes at once. `on_result` sees each run's results as soon as they are written.
-    Returns the results of every run, in order.
+    `attempts`: each config's `check`, where the caller made them already (the sweep launcher,
+    before Hydra makes the job folders). Returns the results of every run, in order.
     """
     # Every config is checked, and every task's inputs read, before any run writes a file:
     # a bad one stops the sweep clean.
-    tasks: dict = {}
-    attempts = [check(cfg, run_dir, tasks) for cfg, run_dir in zip(cfgs, run_dirs)]
+    if attempts is None:
+        tasks: dict = {}
+        attempts = [check(cfg, run_dir, tasks) for cfg, run_dir in zip(cfgs, run_dirs)]
     return _run_checked(cfgs, run_dirs, attempts, workers, on_result)
 
 

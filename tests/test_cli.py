@@ -230,3 +230,18 @@ def test_a_sweep_over_files_names_each_job_flat_and_apart():
     assert first.startswith("pmf_file=p-") and first.endswith(",seed=0,task=pmf")
     assert _job_dirname(["pmf_file='/tmp/d1/p.csv'", "task=pmf", "seed=0"]) == first  # quoted alike
     assert _job_dirname(["beta=5", "seed=0"]) == "beta=5,seed=0"
+
+
+@pytest.mark.slow  # two small sweeps: ~8 s
+def test_a_refused_sweep_leaves_an_earlier_sweeps_job_folders_as_they_were(tmp_path, script):
+    # A fresh user's: the second sweep's missing file was found after Hydra had rewritten the
+    # finished job's .hydra/ files (its overrides then named the refused sweep).
+    common = ["-m", "task=pmf", "task.n_samples=500", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}"]
+    first = script("train.py", *common, "pmf_file=and")
+    assert first.returncode == 0, first.stderr
+    saved = {path: path.read_bytes() for path in tmp_path.glob("*/.hydra/*.yaml")}
+    assert len(saved) == 3  # config, hydra, overrides of the one job
+    refused = script("train.py", *common, "pmf_file=and,/nonexistent/p.csv")
+    assert refused.returncode == 2 and refused.stderr.strip().startswith("error: pmf file not found"), refused.stderr
+    assert {path: path.read_bytes() for path in tmp_path.glob("*/.hydra/*.yaml")} == saved
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 1  # no folder of the refused sweep's jobs

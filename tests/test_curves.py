@@ -31,6 +31,10 @@ def test_the_figure_shows_the_runs_curves_names_and_checks():
     fig = curves_figure(history, results, warn_above=0.05, last_epochs=2)
     redundancy, usable, disagreement, beta = fig.axes
     assert "I∩ = 0.400 bits" in fig._suptitle.get_text() and "still disagree" in fig._suptitle.get_text()
+    assert [t.get_text() for t in disagreement.texts] == ["warn above 0.05"]
+    at_beta_0 = curves_figure(history, {**results, "beta": 0}, warn_above=0.05)
+    assert "mean usable information = 0.400 bits" in at_beta_0._suptitle.get_text()  # β = 0 is no redundancy
+    assert not at_beta_0.axes[2].texts  # no agreement asked: no threshold
     held_out = redundancy.get_lines()[0]
     assert held_out.get_ydata().tolist() == pytest.approx([0.09 * e for e in range(epochs)])
     reported = [line for line in redundancy.get_lines() if line.get_label().startswith("reported")][0]
@@ -67,6 +71,10 @@ def test_a_figure_redrawn_for_another_run_is_the_picture_of_that_run_alone(tmp_p
     redrawn, fresh = imread(tmp_path / "redrawn.png"), imread(tmp_path / "fresh.png")
     assert redrawn.shape == fresh.shape and (redrawn == fresh).all()
     assert not (imread(tmp_path / "first.png") == fresh).all()
+    # and back: the β = 15 run's threshold label does not stay on the β = 0 run's picture
+    draw_curves(*first, tmp_path / "again.png", warn_above=0.05, last_epochs=5)
+    curves_figure(*first, warn_above=0.05, last_epochs=5).savefig(tmp_path / "fresh_first.png", dpi=90)
+    assert (imread(tmp_path / "again.png") == imread(tmp_path / "fresh_first.png")).all()
 
 
 @pytest.mark.slow  # ~13 s

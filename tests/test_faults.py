@@ -41,6 +41,15 @@ BAD_COMMANDS = [
     (["early_stopping.enabled=1", "beta=0"], "error: early_stopping.enabled=1 is invalid; use true or false"),
     (['beta="5"'], "error: beta='5' is text (it was quoted); write beta=5 without quotes"),
     (["-m", "model.optimizer.lr='0.1'", "seed=0,1"], "error: model.optimizer.lr='0.1' is text"),
+    (["report.curves='true'"], "error: report.curves='true' is text (it was quoted); write report.curves=true"),
+    (["report.curves=null"], "error: report.curves=null is invalid; use true or false"),
+    (["model.optimizer.fused=maybe"], "error: model.optimizer.fused=maybe is invalid; use true or false (or null"),
+    # Two jobs of one folder: the second found the first's lock (or, basic launcher, replaced its result).
+    (["-m", "seed=0,1", "trainer.max_epochs=1", "hydra.sweep.subdir=${hydra.job.override_dirname}",
+      "hydra.job.config.override_dirname.exclude_keys=[seed]"], "error: jobs #0 (seed=0 trainer.max_epochs=1) and #1"),
+    (["-m", "task=glob(zz*)"], "error: task=glob(zz*) matches no task"),
+    (["-m", "beta=glob(1*)"], "error: beta=glob(1*): glob() chooses among a config group's options"),
+    (["-m", "seed=0,1", "hydra.job.name=a,b"], "error: hydra.job.name=a,b: Hydra's own settings take one value"),
     (["model.batch_size=0"], "error: model.batch_size=0 is invalid"),
     (["model.batch_size=1"], "error: model.batch_size=1 is invalid"),
     (["model.batch_size=-5"], "error: model.batch_size=-5 is invalid"),
@@ -123,6 +132,8 @@ def test_valid_settings_compose_and_pass_the_same_checks():
 
     check_overrides(["beta=5", "+trainer.limit_train_batches=2", "task=pmf", "pmf_file='/tmp/a=b.csv'", "-m", "seed=0,1"])
     check_overrides(["experiment=digits_crop_sweep", "width=2,4"])  # the experiment's sweep picks the task
+    check_overrides(["-m", "task=glob(u*)", "beta=0,5"])  # Hydra's glob over a group's options (a traceback before)
+    validate_config(compose_config(["model.optimizer.fused=null", "trainer.enable_checkpointing=null"]))
     validate_config(compose_config(["model.decoder.hidden=[]", "model.threads=null", "seed=4294967295"]))
 
 

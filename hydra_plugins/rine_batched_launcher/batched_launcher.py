@@ -50,25 +50,60 @@ class BatchedLauncher(Launcher):
         finally:
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
 
+    def _job_dir(self, sweep_config: DictConfig, idx: int) -> str:
+        """The folder Hydra's run_job gives this job (the same steps), known before it makes it."""
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = idx
+            sweep_config.hydra.job.num = idx
+        before = HydraConfig.instance().cfg
+        HydraConfig.instance().set_config(sweep_config)  # for ${hydra:...} in the folder's name
+        try:
+            folder = os.path.join(str(OmegaConf.select(sweep_config, "hydra.sweep.dir")),
+                                  str(OmegaConf.select(sweep_config, "hydra.sweep.subdir")))
+        finally:
+            HydraConfig.instance().cfg = before
+            OmegaConf.set_readonly(sweep_config.hydra, False)  # (set_config made it read-only; as composed)
+        return os.path.abspath(folder)
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from rine.batched import supported
         from rine.config import uses_ddp, validate_config
         from rine.console import quiet_framework_output, results_folder_is
         from rine.errors import RineError
         from rine.files import remove_folder_holding_only
-        from rine.run import keep_freed_memory, print_report, run_many
+        from rine.run import check, keep_freed_memory, print_report, run_many
 
         setup_globals()
         keep_freed_memory()  # groups may train in this process
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_configs = [self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
                          for overrides in job_overrides]
+        attempts: dict[int, object] = {}  # job -> rine.run.check of a batched job
         try:
             # Every job's settings first: a bad value stops the sweep before any job folder exists.
             for sweep_config in sweep_configs:
                 validate_config(sweep_config)
                 if uses_ddp(sweep_config):  # Lightning would start each DDP process as the whole sweep again
                     raise RineError("trainer=ddp trains one run on several devices; start each point without -m")
+            job_dirs = [self._job_dir(c, initial_job_idx + i) for i, c in enumerate(sweep_configs)]
+            first_in: dict[str, int] = {}
+            for i, job_dir in enumerate(job_dirs):
+                if job_dir in first_in:  # the second would find the first's lock, or replace its result
+                    j = first_in[job_dir]
+                    raise RineError(
+                        f"jobs #{j} ({' '.join(filter_overrides(job_overrides[j]))}) and #{i} "
+                        f"({' '.join(filter_overrides(job_overrides[i]))}) would write one folder, {job_dir}; "
+                        "name each job's folder apart in hydra.sweep.subdir (e.g. with every swept key)")
+                first_in[job_dir] = i
+            # The batched jobs' data (files, sizes) before Hydra makes their folders: a refused
+            # sweep leaves the folders of an earlier sweep as they were.
+            tasks: dict = {}
+            for i, sweep_config in enumerate(sweep_configs):
+                if supported(sweep_config):
+                    task_config = copy.deepcopy(sweep_config)
+                    with open_dict(task_config):
+                        del task_config["hydra"]  # what run_job hands the task
+                    attempts[i] = check(task_config, job_dirs[i], tasks)
         except RineError as error:
             print(f"error: {error}", file=sys.stderr)
             # Hydra's sweeper has written multirun.yaml already: a refused sweep leaves no folder.
@@ -96,8 +131,11 @@ class BatchedLauncher(Launcher):
         workers = self.n_jobs if self.n_jobs > 0 else os.cpu_count() or 1
         progress = SweepProgress(len(job_overrides))
         try:
+            # (checked above, unless Hydra named a folder otherwise than _job_dir: then again here)
+            checked = ([attempts[i] for i, _, _ in batched]
+                       if all(os.path.abspath(d) == job_dirs[i] for i, _, d in batched) else None)
             results = run_many([c for _, c, _ in batched], [d for _, _, d in batched], workers=workers,
-                               on_result=lambda result: print_report(result, prefix=progress.step()))
+                               on_result=lambda result: print_report(result, prefix=progress.step()), attempts=checked)
         except RineError as error:
             print(f"error: {error}", file=sys.stderr)
             # Refused before training (a task's data, a file): the job folders Hydra made hold
