@@ -164,6 +164,7 @@ def check_overrides(argv: list[str]) -> None:
             skip = not skip and arg in _VALUE_FLAGS
             continue
         args.append(arg)
+    multirun = any(arg in ("-m", "--multirun") for arg in argv)
     parser = OverridesParser.create()
     parsed = []
     for arg in args:
@@ -207,20 +208,15 @@ def check_overrides(argv: list[str]) -> None:
                     raise RineError(f"unknown {name} {value!r}; choose one of: {', '.join(known)}")
             choices.append(f"{key}={values[0]}")
         first_job.append(override.input_line if not override.is_sweep_override() else f"{key}={_quoted(values[0])}")
+    swept = [override for override in parsed if override.is_sweep_override() and not override.key_or_group.startswith("hydra")]
     try:
-        composed = compose_config(first_job)
+        # (with Hydra's node when values are swept without -m: an experiment file may make it a multirun)
+        composed = compose_config(first_job, return_hydra_config=bool(swept) and not multirun)
     except HydraException as error:
-        missing = re.search(r"Could not (?:override|delete|append to) '([^']+)'", str(error))
-        if missing:
-            name = missing.group(1)
-            if name.startswith(("task.", "model.decoder.", "model.optimizer.")):
-                # Keyword arguments of the object a section builds: one the config leaves out is added with '+'.
-                raise RineError(f"unknown setting {name!r}{closest_settings(name, known_settings(tuple(choices)))}; "
-                                f"or, if it is a keyword its class takes that the config leaves out, add it with "
-                                f"a '+': +{name}=...") from None
-            raise RineError(f"unknown setting {name!r}{closest_settings(name, known_settings(tuple(choices)))}; "
-                            "list them with: python train.py --cfg job") from None
-        raise RineError(f"the arguments do not compose into a config: {str(error).splitlines()[0]}") from None
+        raise composition_error(error, choices) from None
+    if swept and not multirun and not str(composed.hydra.mode).endswith("MULTIRUN"):
+        raise RineError(f"{swept[0].input_line} gives several values, which only a sweep trains: add -m "
+                        f"(python train.py -m ...), or quote a value that holds a comma")
     # Shortcuts that fill in a task's setting, given on the command line for a task that does not
     # read them, would be ignored silently (`pmf_file=my.csv` without task=pmf trains RDNXOR).
     # (An experiment file may set width for a sweep over views of which only crops read it.)
@@ -302,6 +298,21 @@ def _check_known_keys(cfg: DictConfig) -> None:
                                 f"with ~{section}.{key})")
 
 
+def composition_error(error: Exception, choices: list[str]) -> RineError:
+    """Hydra's refusal to compose overrides (pages long) as one line saying what to do.
+    choices: the group overrides given (task=..., model=...), whose settings are suggested."""
+    missing = re.search(r"Could not (?:override|delete|append to) '([^']+)'", str(error))
+    if missing:
+        name = missing.group(1)
+        near = closest_settings(name, known_settings(tuple(choices)))
+        if name.startswith(("task.", "model.decoder.", "model.optimizer.")):
+            # Keyword arguments of the object a section builds: one the config leaves out is added with '+'.
+            return RineError(f"unknown setting {name!r}{near}; or, if it is a keyword its class takes that the "
+                             f"config leaves out, add it with a '+': +{name}=...")
+        return RineError(f"unknown setting {name!r}{near}; list them with: python train.py --cfg job")
+    return RineError(f"the arguments do not compose into a config: {str(error).splitlines()[0]}")
+
+
 def _check_value_types(cfg: DictConfig) -> None:
     """A switch whose default is true/false takes true or false only (Python would read
     report.curves=maybe as true); a number given in quotes (beta="5") is named as text, which
@@ -322,8 +333,9 @@ def _check_value_types(cfg: DictConfig) -> None:
                                     "without quotes")
                 if not isinstance(value, bool) and not (value is None and may_be_null):
                     shown = "null" if value is None else value
+                    library = "torch" if name.startswith("model.optimizer.") else "Lightning"
                     raise RineError(f"{name}={shown} is invalid; use true or false"
-                                    f"{' (or null: its default)' if may_be_null else ''}")
+                                    f"{f' (or null: {library} chooses)' if may_be_null else ''}")
             elif isinstance(default, (int, float)) and isinstance(value, str) and _reads_as_number(value):
                 raise RineError(f"{name}={value!r} is text (it was quoted); write {name}={value} without quotes")
 

@@ -296,7 +296,7 @@ def lock_run_dir(run_dir: Path) -> int:
         holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
         raise RineError(f"{run_dir} is in use by {holder}; wait for that run to end or choose another folder "
-                        "(hydra.run.dir=...)") from None
+                        "(hydra.run.dir=...; in a sweep, hydra.sweep.subdir naming each job apart)") from None
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} (since {started})".encode(), 0)

@@ -239,9 +239,12 @@ def test_a_refused_sweep_leaves_an_earlier_sweeps_job_folders_as_they_were(tmp_p
     common = ["-m", "task=pmf", "task.n_samples=500", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path}"]
     first = script("train.py", *common, "pmf_file=and")
     assert first.returncode == 0, first.stderr
-    saved = {path: path.read_bytes() for path in tmp_path.glob("*/.hydra/*.yaml")}
-    assert len(saved) == 3  # config, hydra, overrides of the one job
-    refused = script("train.py", *common, "pmf_file=and,/nonexistent/p.csv")
-    assert refused.returncode == 2 and refused.stderr.strip().startswith("error: pmf file not found"), refused.stderr
-    assert {path: path.read_bytes() for path in tmp_path.glob("*/.hydra/*.yaml")} == saved
+    saved = {path: path.read_bytes() for path in [*tmp_path.glob("*/.hydra/*.yaml"), tmp_path / "multirun.yaml"]}
+    assert len(saved) == 4  # config, hydra, overrides of the one job; the sweep's multirun.yaml
+    for refused_by in (["pmf_file=and,/nonexistent/p.csv"],  # its data
+                       ["pmf_file=and", "model=mlp,small_cnn", "model.decoder.hidden=[3]"],  # a job Hydra cannot compose
+                       ["pmf_file=and", "seed=0,1", "hydra.sweep.subdir=x"]):  # two jobs of one folder
+        refused = script("train.py", *common, *refused_by)
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert {path: path.read_bytes() for path in saved} == saved, refused_by
     assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 1  # no folder of the refused sweep's jobs

@@ -48,6 +48,10 @@ BAD_COMMANDS = [
     (["-m", "seed=0,1", "trainer.max_epochs=1", "hydra.sweep.subdir=${hydra.job.override_dirname}",
       "hydra.job.config.override_dirname.exclude_keys=[seed]"], "error: jobs #0 (seed=0 trainer.max_epochs=1) and #1"),
     (["-m", "task=glob(zz*)"], "error: task=glob(zz*) matches no task"),
+    (["task=unq,and"], "error: task=unq,and gives several values, which only a sweep trains: add -m"),  # (Hydra's page)
+    # A setting one swept task lacks (Hydra's page and a left folder before); a folder name naming nothing.
+    (["-m", "task=unq,digits_crop", "task.n_samples=1000"], "error: unknown setting 'task.n_samples'"),
+    (["-m", "beta=0,5", "hydra.sweep.subdir=${nosuch}"], "error: hydra.sweep.dir / hydra.sweep.subdir cannot name"),
     (["-m", "beta=glob(1*)"], "error: beta=glob(1*): glob() chooses among a config group's options"),
     (["-m", "seed=0,1", "hydra.job.name=a,b"], "error: hydra.job.name=a,b: Hydra's own settings take one value"),
     (["model.batch_size=0"], "error: model.batch_size=0 is invalid"),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.errors import HydraException
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -36,7 +37,36 @@ class BatchedLauncher(Launcher):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
-        _compose_each_job_once(hydra_context.config_loader)
+        # Hydra's sweeper writes multirun.yaml before the jobs are checked: an earlier sweep's
+        # is kept here, to be put back if this sweep is refused.
+        self.previous_multirun = None
+        try:
+            self.sweep_dir = Path(str(config.hydra.sweep.dir))
+            if (self.sweep_dir / "multirun.yaml").is_file():
+                self.previous_multirun = (self.sweep_dir / "multirun.yaml").read_text()
+        except Exception:  # noqa: BLE001 - an unresolvable folder: Hydra's sweeper says so
+            self.sweep_dir = None
+        _compose_each_job_once(hydra_context.config_loader, on_error=self._refuse_composition)
+
+    def _refuse(self, message: str) -> None:
+        """One line, exit 2, and the sweep folder as it was: an earlier sweep's multirun.yaml back,
+        or no folder at all."""
+        from rine.files import remove_folder_holding_only, write_text_atomic
+
+        print(f"error: {message}", file=sys.stderr)
+        if self.sweep_dir is not None:
+            if self.previous_multirun is not None:
+                write_text_atomic(self.sweep_dir / "multirun.yaml", self.previous_multirun)
+            else:
+                remove_folder_holding_only(self.sweep_dir, {"multirun.yaml"})
+        sys.exit(2)
+
+    def _refuse_composition(self, error: Exception, overrides: Sequence[str]) -> None:
+        from rine.config import CONFIG_DIR, composition_error
+
+        groups = {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()}
+        choices = [o for o in overrides if o.split("=", 1)[0] in groups]
+        self._refuse(f"{composition_error(error, choices)} (in the job {' '.join(filter_overrides(overrides))})")
 
     def _job(self, sweep_config: DictConfig, overrides: Sequence[str], idx: int,
              task_function: TaskFunction) -> JobReturn:
@@ -85,7 +115,13 @@ class BatchedLauncher(Launcher):
                 validate_config(sweep_config)
                 if uses_ddp(sweep_config):  # Lightning would start each DDP process as the whole sweep again
                     raise RineError("trainer=ddp trains one run on several devices; start each point without -m")
-            job_dirs = [self._job_dir(c, initial_job_idx + i) for i, c in enumerate(sweep_configs)]
+            job_dirs = []
+            for i, sweep_config in enumerate(sweep_configs):
+                try:
+                    job_dirs.append(self._job_dir(sweep_config, initial_job_idx + i))
+                except Exception as error:  # noqa: BLE001 - e.g. an interpolation naming no setting
+                    raise RineError(f"hydra.sweep.dir / hydra.sweep.subdir cannot name job #{i}'s folder: "
+                                    f"{str(error).splitlines()[0]}") from None
             first_in: dict[str, int] = {}
             for i, job_dir in enumerate(job_dirs):
                 if job_dir in first_in:  # the second would find the first's lock, or replace its result
@@ -105,10 +141,7 @@ class BatchedLauncher(Launcher):
                         del task_config["hydra"]  # what run_job hands the task
                     attempts[i] = check(task_config, job_dirs[i], tasks)
         except RineError as error:
-            print(f"error: {error}", file=sys.stderr)
-            # Hydra's sweeper has written multirun.yaml already: a refused sweep leaves no folder.
-            remove_folder_holding_only(str(self.config.hydra.sweep.dir), {"multirun.yaml"})
-            sys.exit(2)
+            self._refuse(str(error))
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         results_folder_is("hydra.sweep.dir", str(self.config.hydra.sweep.dir))
         quiet_framework_output()
@@ -159,7 +192,7 @@ class BatchedLauncher(Launcher):
         return returns
 
 
-def _compose_each_job_once(config_loader) -> None:
+def _compose_each_job_once(config_loader, on_error=None) -> None:
     """Make a sweep's configs cheap to compose (each Hydra compose costs ~0.1 s: 6 s of a 60-job sweep).
 
     - Hydra's sweeper composes every job's config to check it, then the launcher asks again:
@@ -172,6 +205,8 @@ def _compose_each_job_once(config_loader) -> None:
       value override never changes the defaults list (Hydra's defaults interpolate config
       group choices only), so the copy is the config Hydra would compose (a test compares
       both). Anything else, or any error on this path, is composed by Hydra itself.
+    - A job Hydra cannot compose goes to `on_error(error, overrides)` (the launcher's one-line
+      refusal), not to Hydra's error page.
     """
     compose = config_loader.load_sweep_config
     if getattr(compose, "composes_once", False):
@@ -192,7 +227,13 @@ def _compose_each_job_once(config_loader) -> None:
         except Exception:  # noqa: BLE001 - Hydra's own compose says what is wrong
             config = None
         if config is None:
-            config = compose(master_config, sweep_overrides)
+            try:
+                config = compose(master_config, sweep_overrides)
+            except HydraException as error:
+                if on_error is None:
+                    raise
+                on_error(error, sweep_overrides)  # (one line and exit: the launcher's _refuse_composition)
+                raise
             try:
                 shape, _, values = _plain_values(config_loader, sweep_overrides)
                 if values is not None:
