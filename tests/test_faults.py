@@ -154,7 +154,8 @@ def test_a_second_process_on_a_run_folder_stops_naming_the_holder(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"error: {tmp_path} is in use by process {os.getpid()} on {os.uname().nodename} "
                                    f"(since {(tmp_path / '.lock').read_text().split('since ')[1]}; wait for that run "
-                                   "to end or choose another folder (hydra.run.dir=...)")
+                                   "to end or choose another folder (hydra.run.dir=...; in a sweep, hydra.sweep.subdir "
+                                   "naming each job apart)")
     assert json.loads((tmp_path / "results.json").read_text())["status"] == "running"  # the holder's record
     holder.release()
     assert train_py("trainer.max_epochs=1", f"hydra.run.dir={tmp_path}").returncode == 0
