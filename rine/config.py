@@ -127,13 +127,22 @@ def _flatten_keys(node, prefix: str = "") -> list[str]:
     return []
 
 
+def config_groups() -> list[str]:
+    """The config groups (configs/<group>/: task, model, ...)."""
+    return sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
+
+
+def group_options(group: str) -> list[str]:
+    """The options of one config group (its configs/<group>/*.yaml)."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
 @functools.lru_cache(maxsize=16)
 def known_settings(choices: tuple[str, ...] = ()) -> tuple[str, ...]:
     """Every key of the composed default config (with these group choices), dotted: 'beta', 'task.name', ..."""
     # (Looked up only for an error message: a valid run never composes this second config.)
     cfg = _default_config() if not choices else OmegaConf.to_container(compose_config(list(choices)), resolve=False)
-    groups = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
-    return tuple(_flatten_keys(cfg)) + tuple(groups)
+    return tuple(_flatten_keys(cfg)) + tuple(config_groups())
 
 
 def closest_settings(key: str, known) -> str:
@@ -179,7 +188,7 @@ def check_overrides(argv: list[str]) -> None:
                             f"brackets in quotes), see README \"Running\"") from None
     if not parsed:
         return  # the default config: nothing of the user's to check (a compose costs ~0.2 s)
-    groups = {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()}
+    groups = set(config_groups())
     first_job, choices = [], []
     for override in parsed:
         key = override.get_key_element()
@@ -193,16 +202,16 @@ def check_overrides(argv: list[str]) -> None:
             if name not in groups:
                 raise RineError(f"{override.input_line}: glob() chooses among a config group's options "
                                 f"({', '.join(sorted(groups))}); sweep {name} over a list of values instead")
-            values = override.value().filter(sorted(p.stem for p in (CONFIG_DIR / name).glob("*.yaml")))
+            values = override.value().filter(group_options(name))
             if not values:
                 raise RineError(f"{override.input_line} matches no {name}; choose among: "
-                                f"{', '.join(sorted(p.stem for p in (CONFIG_DIR / name).glob('*.yaml')))}")
+                                f"{', '.join(group_options(name))}")
         elif override.is_sweep_override():
             values = list(override.sweep_string_iterator())
         else:
             values = [override.get_value_element_as_str()]
         if name in groups:
-            known = sorted(p.stem for p in (CONFIG_DIR / name).glob("*.yaml"))
+            known = group_options(name)
             for value in values:
                 if value not in known and value != "null":
                     raise RineError(f"unknown {name} {value!r}; choose one of: {', '.join(known)}")

@@ -62,17 +62,20 @@ class BatchedLauncher(Launcher):
         sys.exit(2)
 
     def _refuse_composition(self, error: Exception, overrides: Sequence[str]) -> None:
-        from rine.config import CONFIG_DIR, composition_error
+        from rine.config import composition_error, config_groups
 
-        groups = {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()}
-        choices = [o for o in overrides if o.split("=", 1)[0] in groups]
+        choices = [o for o in overrides if o.split("=", 1)[0] in config_groups()]
         self._refuse(f"{composition_error(error, choices)} (in the job {' '.join(filter_overrides(overrides))})")
 
-    def _job(self, sweep_config: DictConfig, overrides: Sequence[str], idx: int,
-             task_function: TaskFunction) -> JobReturn:
+    @staticmethod
+    def _number(sweep_config: DictConfig, idx: int) -> None:
         with open_dict(sweep_config):
             sweep_config.hydra.job.id = idx
             sweep_config.hydra.job.num = idx
+
+    def _job(self, sweep_config: DictConfig, overrides: Sequence[str], idx: int,
+             task_function: TaskFunction) -> JobReturn:
+        self._number(sweep_config, idx)
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
         try:
             return run_job(hydra_context=self.hydra_context, task_function=task_function, config=sweep_config,
@@ -82,9 +85,7 @@ class BatchedLauncher(Launcher):
 
     def _job_dir(self, sweep_config: DictConfig, idx: int) -> str:
         """The folder Hydra's run_job gives this job (the same steps), known before it makes it."""
-        with open_dict(sweep_config):
-            sweep_config.hydra.job.id = idx
-            sweep_config.hydra.job.num = idx
+        self._number(sweep_config, idx)
         before = HydraConfig.instance().cfg
         HydraConfig.instance().set_config(sweep_config)  # for ${hydra:...} in the folder's name
         try:
@@ -111,7 +112,10 @@ class BatchedLauncher(Launcher):
         attempts: dict[int, object] = {}  # job -> rine.run.check of a batched job
         try:
             # Every job's settings first: a bad value stops the sweep before any job folder exists.
+            # (A batched job's are checked with its data below, by rine.run.check.)
             for sweep_config in sweep_configs:
+                if supported(sweep_config):
+                    continue
                 validate_config(sweep_config)
                 if uses_ddp(sweep_config):  # Lightning would start each DDP process as the whole sweep again
                     raise RineError("trainer=ddp trains one run on several devices; start each point without -m")
@@ -218,7 +222,7 @@ def _compose_each_job_once(config_loader, on_error=None) -> None:
         key = (id(master_config), tuple(sweep_overrides))
         if key in composed:
             return composed.pop(key)
-        config = None
+        config, values = None, None
         try:
             shape, parsed, values = _plain_values(config_loader, sweep_overrides)
             template = templates.get((id(master_config), shape)) if values is not None else None
@@ -234,12 +238,8 @@ def _compose_each_job_once(config_loader, on_error=None) -> None:
                     raise
                 on_error(error, sweep_overrides)  # (one line and exit: the launcher's _refuse_composition)
                 raise
-            try:
-                shape, _, values = _plain_values(config_loader, sweep_overrides)
-                if values is not None:
-                    templates.setdefault((id(master_config), shape), copy.deepcopy(config))
-            except Exception:  # noqa: BLE001 - no template from a job Hydra composes but we cannot read
-                pass
+            if values is not None:  # (None also where its overrides could not be read)
+                templates.setdefault((id(master_config), shape), copy.deepcopy(config))
         composed[key] = config
         return config
 
